@@ -1,0 +1,51 @@
+# make run: set up everything and start the whole service.
+# make test: run the whole suite (it starts the Redis it needs itself).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
+ARTIFACT := classifier/artifacts/minilm-humaid/model.safetensors
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: run test venv redis model db lint train evaluate
+
+run: venv redis model db
+	@echo ""
+	@echo "AICrisisAlert API: http://$${AICRISISALERT_HOST:-127.0.0.1}:$${AICRISISALERT_PORT:-8000}"
+	@echo "Flower:            http://127.0.0.1:5555 (basic auth: AICRISISALERT_FLOWER_BASIC_AUTH)"
+	@echo "Make a key:        $(BIN)/flask --app wsgi keys create --name me --role operator"
+	@echo ""
+	exec $(BIN)/honcho start -f Procfile
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+redis:
+	scripts/start-redis $${AICRISISALERT_REDIS_PORT:-6379}
+
+# The trained artifact ships in the repository; train only if it is gone.
+model: venv
+	test -f $(ARTIFACT) || $(BIN)/python -m classifier.train
+
+db: venv
+	$(BIN)/flask --app wsgi init-db
+
+test: venv
+	$(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+train: venv
+	$(BIN)/python -m classifier.train
+
+evaluate: venv
+	$(BIN)/python -m classifier.evaluate --data ../shared/data/humaid/test.tsv

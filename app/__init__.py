@@ -1,0 +1,61 @@
+"""The Flask application factory."""
+
+import logging
+
+import click
+from flask import Flask
+from flask import request
+
+import config
+from app import auth
+from app.errors import register_error_handlers
+from app.queueing import init_celery
+from storage import db
+
+
+def create_app(test_config=None):
+    """Build the API app: defaults, then ``AICRISISALERT_*``, then ``test_config``."""
+    app = Flask(__name__)
+    app.config.from_object(config.TestingConfig if test_config else config.DefaultConfig)
+    app.config.from_prefixed_env(prefix=config.ENV_PREFIX, loads=config._loads)
+    if test_config:
+        app.config.update(test_config)
+    config.check(app.config)
+    app.json.sort_keys = False
+    logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    config.VAR_DIR.mkdir(exist_ok=True)
+    db.init_engine(
+        app.config["DATABASE_URL"],
+        busy_timeout_seconds=app.config["SQLITE_BUSY_TIMEOUT_SECONDS"],
+    )
+    init_celery(app)
+
+    from app.health.views import bp as health_bp
+    from app.jobs.views import bp as jobs_bp
+    from app.keys.cli import keys_cli
+
+    app.register_blueprint(health_bp)
+    app.register_blueprint(jobs_bp)
+    app.cli.add_command(keys_cli)
+    app.cli.add_command(init_db_command)
+    register_error_handlers(app)
+    auth.check_routes(app)
+
+    @app.before_request
+    def _limit_body_and_authorise():
+        request.max_content_length = app.config["MAX_BODY_BYTES"]
+        auth.enforce(app)
+
+    @app.teardown_appcontext
+    def _remove_session(_exception):
+        db.session.remove()
+
+    return app
+
+
+@click.command("init-db")
+def init_db_command():
+    """Create the database tables that do not exist yet."""
+    db.create_all()
+    click.echo("database ready")

@@ -1,0 +1,189 @@
+"""A command-line client: ``python -m app.client submit FILE.tsv ...``.
+
+Sends real messages from a labelled TSV through a running service, polls
+until every job has finished, and prints throughput, latency percentiles
+per queue and accuracy against the file's labels, ending with one JSON
+line.
+"""
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+import requests
+from tqdm import tqdm
+
+_POLL_IDS = 100
+_POLL_INTERVAL_SECONDS = 0.5
+_FINISHED = ("succeeded", "failed")
+
+
+class Client:
+    """A thin HTTP client of the API."""
+
+    def __init__(self, url, key, *, timeout=10):
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {key}"
+
+    def submit(self, text, *, emergency=False, **fields):
+        """Submit one message; return the response body (raises on non-202)."""
+        path = "/v1/emergency" if emergency else "/v1/classifications"
+        response = self.http.post(
+            self.url + path, json={"text": text, **fields}, timeout=self.timeout
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def get_many(self, job_ids):
+        """Return the jobs for up to 100 ids."""
+        response = self.http.get(
+            self.url + "/v1/classifications",
+            params={"ids": ",".join(job_ids)},
+            timeout=self.timeout,
+        )
+        response.raise_for_status()
+        return response.json()["items"]
+
+
+def _percentile(values, fraction):
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return round(ordered[index], 1)
+
+
+def _latency_ms(job):
+    created = datetime.fromisoformat(job["created_at"])
+    finished = datetime.fromisoformat(job["finished_at"])
+    return (finished - created).total_seconds() * 1000
+
+
+def _read_rows(path, limit):
+    from classifier.data import read_tsv
+
+    return read_tsv(path, limit=limit)
+
+
+def _submit_all(client, rows, emergency_share, concurrency, seed):
+    chooser = random.Random(seed)
+    plan = [(row, chooser.random() < emergency_share) for row in rows]
+
+    def send(item):
+        row, emergency = item
+        body = client.submit(row[1], emergency=emergency, source="client")
+        return body["id"], row[2], body["queue"]
+
+    with ThreadPoolExecutor(concurrency) as pool, tqdm(
+        total=len(plan), desc="submit", unit="job", file=sys.stderr
+    ) as bar:
+        submitted = []
+        for result in pool.map(send, plan):
+            submitted.append(result)
+            bar.update()
+    return submitted
+
+
+def _poll_all(client, job_ids, timeout_seconds):
+    pending = list(job_ids)
+    done = {}
+    deadline = time.monotonic() + timeout_seconds
+    with tqdm(total=len(job_ids), desc="classify", unit="job", file=sys.stderr) as bar:
+        while pending and time.monotonic() < deadline:
+            still = []
+            for start in range(0, len(pending), _POLL_IDS):
+                chunk = pending[start : start + _POLL_IDS]
+                found = {job["id"]: job for job in client.get_many(chunk)}
+                for job_id in chunk:
+                    job = found.get(job_id)
+                    if job is not None and job["status"] in _FINISHED:
+                        done[job_id] = job
+                        bar.update()
+                    else:
+                        still.append(job_id)
+            pending = still
+            if pending:
+                time.sleep(_POLL_INTERVAL_SECONDS)
+    return done, pending
+
+
+def run_submit(args):
+    """Send the file's messages, wait for the results and report."""
+    from classifier.metrics import score
+
+    rows = _read_rows(args.file, args.limit)
+    client = Client(args.url, args.key)
+    started = time.monotonic()
+    submitted = _submit_all(client, rows, args.emergency_share, args.concurrency, args.seed)
+    submit_seconds = time.monotonic() - started
+    done, pending = _poll_all(client, [s[0] for s in submitted], args.timeout)
+    elapsed = time.monotonic() - started
+
+    succeeded = [(s, done[s[0]]) for s in submitted if done.get(s[0], {}).get("status") == "succeeded"]
+    gold = [s[1] for s, _ in succeeded]
+    predicted = [job["result"]["category"] for _, job in succeeded]
+    confidences = [job["result"]["confidence"] for _, job in succeeded]
+    report = score(gold, predicted, confidences) if succeeded else {}
+    latency = {}
+    for queue in ("emergency", "standard"):
+        values = [_latency_ms(job) for s, job in succeeded if s[2] == queue]
+        latency[queue] = {
+            "n": len(values),
+            "p50_ms": _percentile(values, 0.50),
+            "p95_ms": _percentile(values, 0.95),
+            "p99_ms": _percentile(values, 0.99),
+        }
+    summary = {
+        "submitted": len(submitted),
+        "succeeded": len(succeeded),
+        "failed": sum(1 for job in done.values() if job["status"] == "failed"),
+        "unfinished": len(pending),
+        "seconds": round(elapsed, 2),
+        "submit_per_second": round(len(submitted) / submit_seconds, 1),
+        "throughput_per_second": round(len(done) / elapsed, 1),
+        "latency": latency,
+        "accuracy": report.get("accuracy"),
+        "weighted_f1": report.get("weighted_f1"),
+        "macro_f1": report.get("macro_f1"),
+    }
+    for queue, figures in latency.items():
+        print(
+            f"{queue:<10} n={figures['n']:<5} p50={figures['p50_ms']}ms "
+            f"p95={figures['p95_ms']}ms p99={figures['p99_ms']}ms"
+        )
+    print(
+        f"throughput={summary['throughput_per_second']}/s accuracy={summary['accuracy']} "
+        f"weighted_f1={summary['weighted_f1']} unfinished={summary['unfinished']}"
+    )
+    print(json.dumps(summary))
+    return 0 if not pending and summary["failed"] == 0 else 1
+
+
+def main(argv=None):
+    """Parse the command line and run a subcommand."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    submit = commands.add_parser("submit", help="classify a labelled TSV through the service")
+    submit.add_argument("file")
+    submit.add_argument("--limit", type=int, default=500)
+    submit.add_argument("--emergency-share", type=float, default=0.0)
+    submit.add_argument("--url", default=os.environ.get("AICRISISALERT_URL", "http://127.0.0.1:8000"))
+    submit.add_argument("--key", default=os.environ.get("AICRISISALERT_KEY"))
+    submit.add_argument("--concurrency", type=int, default=8)
+    submit.add_argument("--timeout", type=float, default=1800, help="seconds to wait for results")
+    submit.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    if not args.key:
+        parser.error("give --key or set AICRISISALERT_KEY")
+    return run_submit(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Classification jobs: submit, enqueue, poll."""

@@ -1,0 +1,1 @@
+"""API keys: creation and listing from the command line."""

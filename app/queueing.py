@@ -1,0 +1,67 @@
+"""The Celery app bound to Flask, and publishing jobs to the broker.
+
+The web process publishes by task name, so it never imports the task
+modules (nor torch through them).
+"""
+
+import logging
+
+import kombu.exceptions
+import redis.exceptions
+from celery import Celery
+from celery import Task
+from flask import current_app
+
+import config
+from app.errors import ServiceUnavailable
+
+logger = logging.getLogger(__name__)
+
+CLASSIFY_TASK = "classify.jobs"
+# Seconds a client should wait before retrying while the broker is down.
+BROKER_RETRY_AFTER_SECONDS = 5
+_BROKER_ERRORS = (
+    kombu.exceptions.OperationalError,
+    redis.exceptions.RedisError,
+    ConnectionError,
+    OSError,
+)
+
+
+def init_celery(app):
+    """Create the Celery app from the Flask settings; tasks run in app context."""
+
+    class FlaskTask(Task):
+        def __call__(self, *args, **kwargs):
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery = Celery(app.name, task_cls=FlaskTask)
+    celery.config_from_object(config.celery_settings(app.config))
+    celery.set_default()
+    app.extensions["celery"] = celery
+    return celery
+
+
+def enqueue(job_ids, queue):
+    """Publish one message that classifies ``job_ids`` on ``queue``.
+
+    Raises:
+        ServiceUnavailable: the broker could not be reached; nothing was sent.
+    """
+    celery = current_app.extensions["celery"]
+    try:
+        celery.send_task(
+            CLASSIFY_TASK,
+            args=[list(job_ids)],
+            queue=queue,
+            task_id=job_ids[0] if len(job_ids) == 1 else None,
+            ignore_result=True,
+            retry=False,
+        )
+    except _BROKER_ERRORS as error:
+        logger.error("queue: publish failed queue=%s jobs=%d error=%s", queue, len(job_ids), error)
+        raise ServiceUnavailable(
+            "the job queue is unavailable; try again shortly",
+            headers={"Retry-After": str(BROKER_RETRY_AFTER_SECONDS)},
+        ) from error

@@ -1,0 +1,1 @@
+"""The crisis-message classifier: model, training, evaluation and inference."""

@@ -1,0 +1,148 @@
+"""The inference engine the workers call: batched, length-bucketed, calibrated."""
+
+import logging
+import os
+import threading
+import time
+from contextlib import nullcontext
+from functools import lru_cache
+
+from classifier import model as model_lib
+from classifier.text import normalise
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 32
+
+
+def encode(tokenizer, texts, max_length):
+    """Normalise and tokenise ``texts``, cutting each at ``max_length``.
+
+    Tokenising without truncation first tells which texts were cut, so
+    the result can say so. Returns ``(id lists, truncated flags)``.
+    """
+    encoded = tokenizer(
+        [normalise(text) for text in texts],
+        add_special_tokens=True,
+        truncation=False,
+        verbose=False,
+    )["input_ids"]
+    sep = tokenizer.sep_token_id
+    ids, truncated = [], []
+    for row in encoded:
+        cut = len(row) > max_length
+        ids.append(row[: max_length - 1] + [sep] if cut else row)
+        truncated.append(cut)
+    return ids, truncated
+
+
+def pad_batch(id_rows, pad_id):
+    """Return ``(input_ids, attention_mask)`` tensors for a list of id lists."""
+    import torch
+
+    width = max(len(row) for row in id_rows)
+    input_ids = torch.full((len(id_rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(id_rows), width), dtype=torch.long)
+    for index, row in enumerate(id_rows):
+        input_ids[index, : len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[index, : len(row)] = 1
+    return input_ids, mask
+
+
+class Engine:
+    """Classify texts with a trained artifact.
+
+    Texts are normalised, tokenised once, sorted by length so that each
+    forward pass pads little, and returned in their original order. A
+    text longer than the model's maximum length is cut and marked
+    ``truncated``.
+    """
+
+    def __init__(self, artifact_dir=None, *, device=None, threads=None):
+        import torch
+
+        if threads:
+            torch.set_num_threads(int(threads))
+        self._torch = torch
+        started = time.perf_counter()
+        self.model, self.tokenizer, self.config = model_lib.load_artifact(
+            artifact_dir or model_lib.DEFAULT_ARTIFACT_DIR
+        )
+        self.device = torch.device(
+            device or ("cuda" if torch.cuda.is_available() else "cpu")
+        )
+        self.model.to(self.device)
+        self.labels = tuple(self.config["labels"])
+        self.version = self.config["version"]
+        self.max_length = int(self.config["max_length"])
+        self.temperature = float(self.config["temperature"])
+        # One forward pass at a time: torch already uses every thread it
+        # was given, and the model is not safe to share between passes.
+        self._lock = threading.Lock()
+        logger.info(
+            "engine: loaded version=%s device=%s threads=%d seconds=%.1f",
+            self.version,
+            self.device,
+            torch.get_num_threads(),
+            time.perf_counter() - started,
+        )
+
+    def _forward(self, id_rows):
+        """Return calibrated probabilities for id lists of similar length."""
+        torch = self._torch
+        input_ids, mask = pad_batch(id_rows, self.tokenizer.pad_token_id)
+        autocast = (
+            torch.autocast("cuda", dtype=torch.float16)
+            if self.device.type == "cuda"
+            else nullcontext()
+        )
+        with torch.inference_mode(), autocast:
+            logits = self.model(input_ids.to(self.device), mask.to(self.device))
+        probs = torch.softmax(logits.float() / self.temperature, dim=-1)
+        return probs.cpu().tolist()
+
+    def probabilities(self, texts, *, batch_size=DEFAULT_BATCH_SIZE):
+        """Return ``(probability rows, truncated flags)`` in input order."""
+        if not texts:
+            return [], []
+
+        ids, truncated = encode(self.tokenizer, texts, self.max_length)
+        order = sorted(range(len(ids)), key=lambda index: len(ids[index]))
+        probs = [None] * len(ids)
+        with self._lock:
+            for start in range(0, len(order), batch_size):
+                chunk = order[start : start + batch_size]
+                for index, row in zip(chunk, self._forward([ids[i] for i in chunk])):
+                    probs[index] = row
+        return probs, truncated
+
+    def classify(self, texts, *, batch_size=DEFAULT_BATCH_SIZE):
+        """Classify ``texts``; return one result dict per text, in order."""
+        probs, truncated = self.probabilities(texts, batch_size=batch_size)
+        results = []
+        for row, cut in zip(probs, truncated):
+            best = max(range(len(row)), key=row.__getitem__)
+            results.append(
+                {
+                    "category": self.labels[best],
+                    "confidence": row[best],
+                    "scores": dict(zip(self.labels, row)),
+                    "model_version": self.version,
+                    "truncated": cut,
+                }
+            )
+        return results
+
+
+@lru_cache(maxsize=1)
+def get_engine():
+    """Return this process's engine, loading it on first use.
+
+    Called from inside a task, never at import or in a process-start
+    signal, so the model is loaded after the worker forks.
+    """
+    return Engine(
+        os.environ.get("AICRISISALERT_MODEL_DIR") or None,
+        device=os.environ.get("AICRISISALERT_DEVICE") or None,
+        threads=os.environ.get("AICRISISALERT_TORCH_THREADS") or None,
+    )

@@ -1,0 +1,170 @@
+"""Settings: defaults here, then ``AICRISISALERT_*`` variables, then a test mapping.
+
+Values of environment variables are parsed as JSON where they parse (so
+``AICRISISALERT_PORT=8001`` is a number), and a double underscore nests
+(``AICRISISALERT_CELERY__worker_concurrency=2``); this is Flask's
+``from_prefixed_env``. :func:`load` returns the merged mapping for
+processes without a Flask app (gunicorn's config, the benchmarks).
+"""
+
+import json
+import os
+from pathlib import Path
+
+ENV_PREFIX = "AICRISISALERT"
+ROOT_DIR = Path(__file__).resolve().parents[1]
+VAR_DIR = ROOT_DIR / "var"
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or unsafe for the mode the service runs in."""
+
+
+class DefaultConfig:
+    """Every setting, with a default that works on a fresh machine."""
+
+    # "development" or "production"; production refuses unsafe defaults.
+    ENV = "development"
+    # Signs sessions and CSRF tokens. Required (and never this) in production.
+    SECRET_KEY = "dev-only-secret-key"
+    # Server-side pepper of the HMAC that API keys are stored under.
+    KEY_PEPPER = "dev-only-key-pepper"
+    # Any SQLAlchemy URL; SQLite runs in WAL mode with a busy timeout.
+    DATABASE_URL = f"sqlite:///{VAR_DIR / 'aicrisisalert.db'}"
+    # Seconds a SQLite writer waits for a lock before giving up.
+    SQLITE_BUSY_TIMEOUT_SECONDS = 30
+    # The Celery broker; required in production.
+    BROKER_URL = "redis://127.0.0.1:6379/0"
+    # Where Celery keeps task states (each key expires, see RESULT_EXPIRES).
+    RESULT_BACKEND_URL = "redis://127.0.0.1:6379/1"
+    # Where the API listens (gunicorn's bind).
+    HOST = "127.0.0.1"
+    PORT = 8000
+    # gunicorn worker processes for the API.
+    WEB_WORKERS = 2
+    # Text limits, counted in characters after trimming whitespace.
+    TEXT_MIN_CHARS = 3
+    TEXT_MAX_CHARS = 10_000
+    # Largest request body of a single submit, in bytes (10,000 characters
+    # of four-byte UTF-8 escaped as JSON fit with room to spare).
+    MAX_BODY_BYTES = 256 * 1024
+    # A result whose confidence falls below this is marked needs_review.
+    REVIEW_CONFIDENCE_THRESHOLD = 0.5
+    # Seconds after which a message taken by a worker that died is handed
+    # to another worker. Above the hard time limit, so a live task is
+    # never run twice.
+    VISIBILITY_TIMEOUT_SECONDS = 60
+    # Soft and hard limits of one classification task, in seconds.
+    TASK_SOFT_TIME_LIMIT_SECONDS = 30
+    TASK_TIME_LIMIT_SECONDS = 45
+    # Seconds Celery keeps a task's state in Redis.
+    RESULT_EXPIRES_SECONDS = 3600
+    # Seconds an API call waits on Redis before answering 503.
+    BROKER_TIMEOUT_SECONDS = 1.0
+    # Texts a worker runs through the model in one forward pass.
+    INFERENCE_BATCH_SIZE = 32
+    # Log level of every process.
+    LOG_LEVEL = "INFO"
+    # Flower's bind address and port; it asks for these credentials.
+    FLOWER_ADDRESS = "127.0.0.1"
+    FLOWER_PORT = 5555
+    FLOWER_BASIC_AUTH = "admin:change-me"
+    # Extra Celery settings, merged over those derived in celery_settings().
+    CELERY = {}
+
+
+class TestingConfig(DefaultConfig):
+    """Settings the suite starts from; tests override the URLs."""
+
+    TESTING = True
+    SECRET_KEY = "testing-secret-key"
+    KEY_PEPPER = "testing-key-pepper"
+
+
+# Settings production will not run without, and the variable that sets each.
+_REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "KEY_PEPPER", "BROKER_URL")
+
+
+def check(settings, environ=None):
+    """Refuse to run production on a missing or default secret or broker.
+
+    Raises:
+        ConfigError: naming the environment variable to set.
+    """
+    environ = os.environ if environ is None else environ
+    if settings.get("ENV") != "production":
+        return
+
+    for key in _REQUIRED_IN_PRODUCTION:
+        variable = f"{ENV_PREFIX}_{key}"
+        value = settings.get(key)
+        if not value or value == getattr(DefaultConfig, key) or variable not in environ:
+            raise ConfigError(f"{variable} must be set in production")
+
+
+def celery_settings(settings):
+    """Return the Celery configuration derived from the settings."""
+    derived = {
+        "broker_url": settings["BROKER_URL"],
+        "result_backend": settings["RESULT_BACKEND_URL"],
+        "result_expires": settings["RESULT_EXPIRES_SECONDS"],
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_soft_time_limit": settings["TASK_SOFT_TIME_LIMIT_SECONDS"],
+        "task_time_limit": settings["TASK_TIME_LIMIT_SECONDS"],
+        "task_default_queue": "standard",
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {
+            # Queues are polled in the order the worker lists them (BRPOP
+            # over all keys at once, first non-empty wins), instead of
+            # round-robin: "-Q emergency,standard" drains emergency first.
+            "queue_order_strategy": "priority",
+            "visibility_timeout": settings["VISIBILITY_TIMEOUT_SECONDS"],
+            "socket_connect_timeout": settings["BROKER_TIMEOUT_SECONDS"],
+            "socket_timeout": max(5.0, settings["BROKER_TIMEOUT_SECONDS"]),
+            # A publisher that cannot reach Redis gives up after one quick
+            # retry, so the API answers 503 at once instead of hanging; the
+            # worker's consumer reconnects by its own, patient, loop.
+            "max_retries": 1,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.2,
+        },
+        "result_backend_transport_options": {
+            "socket_connect_timeout": settings["BROKER_TIMEOUT_SECONDS"],
+        },
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+    }
+    derived.update(settings.get("CELERY") or {})
+    return derived
+
+
+def load(environ=None):
+    """Return the merged settings as a plain dict, checked for production."""
+    from flask import Config
+
+    config = Config(str(ROOT_DIR))
+    config.from_object(DefaultConfig)
+    if environ is None:
+        config.from_prefixed_env(prefix=ENV_PREFIX, loads=_loads)
+    else:
+        for key, value in environ.items():
+            if key.startswith(f"{ENV_PREFIX}_"):
+                config[key[len(ENV_PREFIX) + 1 :]] = _loads(value)
+    settings = dict(config)
+    check(settings, environ)
+    return settings
+
+
+def _loads(value):
+    """Parse a variable as JSON when it parses; keep it as text otherwise."""
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value

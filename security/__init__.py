@@ -1,0 +1,1 @@
+"""Security controls: keys, roles, input validation."""

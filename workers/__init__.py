@@ -1,0 +1,1 @@
+"""The Celery worker entry: queues, routing, reliability, per-process setup."""

@@ -1,0 +1,39 @@
+"""The Celery application the workers and Beat run: ``celery -A workers.celery_app``.
+
+Queues: ``emergency`` and ``standard``. A worker started with
+``-Q emergency,standard`` serves every waiting emergency job first: the
+broker is polled with the ``priority`` queue order strategy (one BRPOP
+over the queues in the listed order), and each worker process holds at
+most one unacknowledged message (prefetch 1 with late acks), so nothing
+standard sits reserved ahead of an emergency that arrives later.
+"""
+
+import os
+
+# Set before torch or tokenizers are imported by any task module: the
+# tokenizer's own thread pool does not survive a fork, and torch threads
+# are sized per process (see AICRISISALERT_TORCH_THREADS).
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("AICRISISALERT_TORCH_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", os.environ["AICRISISALERT_TORCH_THREADS"])
+
+from celery.signals import worker_process_init  # noqa: E402
+from kombu import Queue  # noqa: E402
+
+from app import create_app  # noqa: E402
+from storage import db  # noqa: E402
+
+QUEUES = ("emergency", "standard")
+
+flask_app = create_app()
+celery = flask_app.extensions["celery"]
+celery.conf.update(
+    task_queues=[Queue(name, routing_key=name) for name in QUEUES],
+    include=["tasks.classify"],
+)
+
+
+@worker_process_init.connect
+def _after_fork(**_kwargs):
+    """Drop the database connections inherited from the parent process."""
+    db.dispose_after_fork()
