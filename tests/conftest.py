@@ -266,3 +266,31 @@ def start_worker(redis_url, database_url, tmp_path):
     yield start
     for worker in started:
         worker.stop()
+
+
+def _database_backends():
+    backends = ["sqlite"]
+    if os.environ.get("AICRISISALERT_TEST_POSTGRES_URL"):
+        backends.append("postgresql")
+    return backends
+
+
+@pytest.fixture(params=_database_backends())
+def any_database_url(request, tmp_path):
+    """A fresh database on each backend available: SQLite, and PostgreSQL in CI.
+
+    PostgreSQL runs only where ``AICRISISALERT_TEST_POSTGRES_URL`` names a
+    server (``.ci/run`` starts one); its tables are dropped and re-created.
+    """
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}"
+
+    from sqlalchemy import create_engine
+
+    from storage import models  # noqa: F401  (registers the tables)
+
+    url = os.environ["AICRISISALERT_TEST_POSTGRES_URL"]
+    engine = create_engine(url)
+    db.Base.metadata.drop_all(engine)
+    engine.dispose()
+    return url
