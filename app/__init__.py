@@ -16,13 +16,18 @@ from storage import db
 def create_app(test_config=None):
     """Build the API app: defaults, then ``AICRISISALERT_*``, then ``test_config``."""
     app = Flask(__name__)
-    app.config.from_object(config.TestingConfig if test_config else config.DefaultConfig)
+    app.config.from_object(
+        config.TestingConfig if test_config else config.DefaultConfig
+    )
     app.config.from_prefixed_env(prefix=config.ENV_PREFIX, loads=config._loads)
     if test_config:
         app.config.update(test_config)
     config.check(app.config)
     app.json.sort_keys = False
-    logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=app.config["LOG_LEVEL"],
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
 
     config.VAR_DIR.mkdir(exist_ok=True)
     db.init_engine(

@@ -14,6 +14,7 @@ from sqlalchemy import update
 
 from app.errors import Forbidden
 from app.errors import Unauthorized
+from security import events
 from security import keys
 from security import roles
 from storage.db import session
@@ -78,7 +79,14 @@ def authenticate(pepper):
     if valid and row.expires_at is not None and _aware(row.expires_at) <= now:
         valid = False
     if not valid:
-        logger.warning("auth: rejected key prefix=%s path=%s", prefix, request.path)
+        events.record(
+            session,
+            "auth_failed",
+            key_prefix=prefix,
+            client_address=request.remote_addr,
+            endpoint=request.endpoint,
+            details={"reason": "unknown, revoked or expired key"},
+        )
         raise Unauthorized(_BAD_KEY, headers=_CHALLENGE)
 
     session.execute(

@@ -81,9 +81,10 @@ def _submit_all(client, rows, emergency_share, concurrency, seed):
         body = client.submit(row[1], emergency=emergency, source="client")
         return body["id"], row[2], body["queue"]
 
-    with ThreadPoolExecutor(concurrency) as pool, tqdm(
-        total=len(plan), desc="submit", unit="job", file=sys.stderr
-    ) as bar:
+    with (
+        ThreadPoolExecutor(concurrency) as pool,
+        tqdm(total=len(plan), desc="submit", unit="job", file=sys.stderr) as bar,
+    ):
         submitted = []
         for result in pool.map(send, plan):
             submitted.append(result)
@@ -121,12 +122,18 @@ def run_submit(args):
     rows = _read_rows(args.file, args.limit)
     client = Client(args.url, args.key)
     started = time.monotonic()
-    submitted = _submit_all(client, rows, args.emergency_share, args.concurrency, args.seed)
+    submitted = _submit_all(
+        client, rows, args.emergency_share, args.concurrency, args.seed
+    )
     submit_seconds = time.monotonic() - started
     done, pending = _poll_all(client, [s[0] for s in submitted], args.timeout)
     elapsed = time.monotonic() - started
 
-    succeeded = [(s, done[s[0]]) for s in submitted if done.get(s[0], {}).get("status") == "succeeded"]
+    succeeded = [
+        (s, done[s[0]])
+        for s in submitted
+        if done.get(s[0], {}).get("status") == "succeeded"
+    ]
     gold = [s[1] for s, _ in succeeded]
     predicted = [job["result"]["category"] for _, job in succeeded]
     confidences = [job["result"]["confidence"] for _, job in succeeded]
@@ -159,7 +166,8 @@ def run_submit(args):
             f"p95={figures['p95_ms']}ms p99={figures['p99_ms']}ms"
         )
     print(
-        f"throughput={summary['throughput_per_second']}/s accuracy={summary['accuracy']} "
+        f"throughput={summary['throughput_per_second']}/s "
+        f"accuracy={summary['accuracy']} "
         f"weighted_f1={summary['weighted_f1']} unfinished={summary['unfinished']}"
     )
     print(json.dumps(summary))
@@ -170,14 +178,20 @@ def main(argv=None):
     """Parse the command line and run a subcommand."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    submit = commands.add_parser("submit", help="classify a labelled TSV through the service")
+    submit = commands.add_parser(
+        "submit", help="classify a labelled TSV through the service"
+    )
     submit.add_argument("file")
     submit.add_argument("--limit", type=int, default=500)
     submit.add_argument("--emergency-share", type=float, default=0.0)
-    submit.add_argument("--url", default=os.environ.get("AICRISISALERT_URL", "http://127.0.0.1:8000"))
+    submit.add_argument(
+        "--url", default=os.environ.get("AICRISISALERT_URL", "http://127.0.0.1:8000")
+    )
     submit.add_argument("--key", default=os.environ.get("AICRISISALERT_KEY"))
     submit.add_argument("--concurrency", type=int, default=8)
-    submit.add_argument("--timeout", type=float, default=1800, help="seconds to wait for results")
+    submit.add_argument(
+        "--timeout", type=float, default=1800, help="seconds to wait for results"
+    )
     submit.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
     if not args.key:

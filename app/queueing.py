@@ -60,7 +60,12 @@ def enqueue(job_ids, queue):
             retry=False,
         )
     except _BROKER_ERRORS as error:
-        logger.error("queue: publish failed queue=%s jobs=%d error=%s", queue, len(job_ids), error)
+        logger.error(
+            "queue: publish failed queue=%s jobs=%d error=%s",
+            queue,
+            len(job_ids),
+            error,
+        )
         raise ServiceUnavailable(
             "the job queue is unavailable; try again shortly",
             headers={"Retry-After": str(BROKER_RETRY_AFTER_SECONDS)},

@@ -4,8 +4,8 @@ from flask import request
 from werkzeug.exceptions import BadRequest
 
 from app.errors import ApiError
-from app.errors import UnsupportedMediaType
 from app.errors import Unprocessable
+from app.errors import UnsupportedMediaType
 
 
 class MalformedJson(ApiError):

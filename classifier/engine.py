@@ -112,7 +112,9 @@ class Engine:
         with self._lock:
             for start in range(0, len(order), batch_size):
                 chunk = order[start : start + batch_size]
-                for index, row in zip(chunk, self._forward([ids[i] for i in chunk])):
+                for index, row in zip(
+                    chunk, self._forward([ids[i] for i in chunk]), strict=False
+                ):
                     probs[index] = row
         return probs, truncated
 
@@ -120,13 +122,13 @@ class Engine:
         """Classify ``texts``; return one result dict per text, in order."""
         probs, truncated = self.probabilities(texts, batch_size=batch_size)
         results = []
-        for row, cut in zip(probs, truncated):
+        for row, cut in zip(probs, truncated, strict=False):
             best = max(range(len(row)), key=row.__getitem__)
             results.append(
                 {
                     "category": self.labels[best],
                     "confidence": row[best],
-                    "scores": dict(zip(self.labels, row)),
+                    "scores": dict(zip(self.labels, row, strict=False)),
                     "model_version": self.version,
                     "truncated": cut,
                 }

@@ -25,9 +25,13 @@ def evaluate(engine, rows, *, batch_size=64, progress=True):
     """Classify ``rows`` and return the score report."""
     texts = [row[1] for row in rows]
     predicted, confidences = [], []
-    with tqdm(total=len(texts), disable=not progress, unit="text", file=sys.stderr) as bar:
+    with tqdm(
+        total=len(texts), disable=not progress, unit="text", file=sys.stderr
+    ) as bar:
         for start in range(0, len(texts), _CHUNK):
-            for result in engine.classify(texts[start : start + _CHUNK], batch_size=batch_size):
+            for result in engine.classify(
+                texts[start : start + _CHUNK], batch_size=batch_size
+            ):
                 predicted.append(result["category"])
                 confidences.append(result["confidence"])
             bar.update(min(_CHUNK, len(texts) - start))
@@ -48,7 +52,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     engine = Engine(args.model, threads=args.threads)
-    report = evaluate(engine, read_tsv(args.data, limit=args.limit), batch_size=args.batch_size)
+    report = evaluate(
+        engine, read_tsv(args.data, limit=args.limit), batch_size=args.batch_size
+    )
     for label, value in report["per_class_f1"].items():
         print(f"{label:<40} f1={value:.4f}")
     print(json.dumps(report, sort_keys=False))

@@ -35,7 +35,7 @@ def score(gold, predicted, confidences):
     per_class = f1_score(
         gold, predicted, labels=list(LABELS), average=None, zero_division=0
     )
-    correct = [g == p for g, p in zip(gold, predicted)]
+    correct = [g == p for g, p in zip(gold, predicted, strict=False)]
     return {
         "n": len(gold),
         "accuracy": round(accuracy_score(gold, predicted), 4),
@@ -49,7 +49,8 @@ def score(gold, predicted, confidences):
             4,
         ),
         "per_class_f1": {
-            label: round(float(value), 4) for label, value in zip(LABELS, per_class)
+            label: round(float(value), 4)
+            for label, value in zip(LABELS, per_class, strict=False)
         },
         "ece": round(expected_calibration_error(confidences, correct), 4),
     }

@@ -101,9 +101,7 @@ def load_artifact(artifact_dir=DEFAULT_ARTIFACT_DIR):
         ValueError: the weights hold tensors the network does not have.
     """
     config = read_config(artifact_dir)
-    model, tokenizer = load_base(
-        len(config["labels"]), normalize=config["normalize"]
-    )
+    model, tokenizer = load_base(len(config["labels"]), normalize=config["normalize"])
     tensors = load_file(str(Path(artifact_dir) / _WEIGHTS_FILE))
     tensors = {name: tensor.float() for name, tensor in tensors.items()}
     result = model.load_state_dict(tensors, strict=False)

@@ -137,7 +137,9 @@ def main(argv=None):
     dev_rows = read_tsv(args.data_dir / "dev.tsv", limit=args.limit)
     model, tokenizer = model_lib.load_base(len(LABELS), normalize=True)
     model.eval()
-    train_x = extract_features(model, tokenizer, [r[1] for r in train_rows], desc="train")
+    train_x = extract_features(
+        model, tokenizer, [r[1] for r in train_rows], desc="train"
+    )
     dev_x = extract_features(model, tokenizer, [r[1] for r in dev_rows], desc="dev")
     train_y = np.array([LABEL_TO_INDEX[r[2]] for r in train_rows])
     dev_y = np.array([LABEL_TO_INDEX[r[2]] for r in dev_rows])
@@ -168,7 +170,9 @@ def main(argv=None):
         },
         "scores": {"dev": dev_report},
     }
-    version = model_lib.save_artifact(args.out, model, config, trainable_prefixes=("head.",))
+    version = model_lib.save_artifact(
+        args.out, model, config, trainable_prefixes=("head.",)
+    )
     print(json.dumps({"version": version, "dev": dev_report, "out": str(args.out)}))
     return 0
 

@@ -4,6 +4,8 @@ Each change is committed at once, so a job's row always tells the truth
 about how far it got.
 """
 
+from datetime import UTC
+
 from sqlalchemy import select
 
 from storage.models import Job
@@ -19,11 +21,9 @@ _TOO_MANY_ATTEMPTS = (
 
 def as_utc(moment):
     """Return ``moment`` as an aware UTC datetime (SQLite drops the zone)."""
-    from datetime import timezone
-
     if moment is None or moment.tzinfo is not None:
         return moment
-    return moment.replace(tzinfo=timezone.utc)
+    return moment.replace(tzinfo=UTC)
 
 
 def claim(session, job_ids):
@@ -66,7 +66,9 @@ def complete(session, jobs, results, *, inference_ms, review_threshold):
         job.truncated = result["truncated"]
         job.needs_review = result["confidence"] < review_threshold
         job.inference_ms = inference_ms
-        job.queue_ms = (as_utc(job.started_at) - as_utc(job.created_at)).total_seconds() * 1000
+        job.queue_ms = (
+            as_utc(job.started_at) - as_utc(job.created_at)
+        ).total_seconds() * 1000
         job.error = None
     session.commit()
 

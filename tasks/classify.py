@@ -25,7 +25,6 @@ logger = get_task_logger(__name__)
 _TIMED_OUT = "classification took longer than its time limit"
 
 
-
 @shared_task(
     name="classify.jobs",
     bind=True,

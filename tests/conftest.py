@@ -54,16 +54,23 @@ class RedisServer:
     def start(self):
         binary = shutil.which("redis-server")
         if binary is None:
-            pytest.fail("redis-server is not installed (scripts/start-redis installs it)")
+            pytest.fail(
+                "redis-server is not installed (scripts/start-redis installs it)"
+            )
         self.folder.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [
                 binary,
-                "--bind", "127.0.0.1",
-                "--port", str(self.port),
-                "--dir", str(self.folder),
-                "--save", "",
-                "--appendonly", "yes" if self.appendonly else "no",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self.folder),
+                "--save",
+                "",
+                "--appendonly",
+                "yes" if self.appendonly else "no",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -184,12 +191,22 @@ class Worker:
         self.log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
-                "-Q", self.queues,
-                "--concurrency", str(self.concurrency),
-                "--hostname", f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
-                "--loglevel", "INFO",
-                "--without-gossip", "--without-mingle",
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "workers.celery_app",
+                "worker",
+                "-Q",
+                self.queues,
+                "--concurrency",
+                str(self.concurrency),
+                "--hostname",
+                f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
                 *self.extra,
             ],
             cwd=ROOT,

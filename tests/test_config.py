@@ -19,7 +19,9 @@ def test_production_refuses_to_start_without_required_setting(missing):
     """Production names the variable it lacks."""
     env = production_env(**{f"AICRISISALERT_{missing}": None})
 
-    with pytest.raises(config.ConfigError, match=f"AICRISISALERT_{missing} must be set"):
+    with pytest.raises(
+        config.ConfigError, match=f"AICRISISALERT_{missing} must be set"
+    ):
         config.load(env)
 
 
@@ -43,7 +45,9 @@ def test_defaults_work_on_a_fresh_machine():
 
 def test_environment_values_parse_as_json():
     """Numbers and nested Celery keys come through typed."""
-    settings = config.load({"AICRISISALERT_PORT": "8123", "AICRISISALERT_TEXT_MAX_CHARS": "500"})
+    settings = config.load(
+        {"AICRISISALERT_PORT": "8123", "AICRISISALERT_TEXT_MAX_CHARS": "500"}
+    )
 
     assert settings["PORT"] == 8123
     assert settings["TEXT_MAX_CHARS"] == 500

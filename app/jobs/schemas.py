@@ -18,7 +18,9 @@ class SubmitSchema(Schema):
         unknown = RAISE
 
     text = fields.String(required=True)
-    source = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=50))
+    source = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(max=50)
+    )
     location = fields.String(
         load_default=None, allow_none=True, validate=validate.Length(max=200)
     )

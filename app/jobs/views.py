@@ -63,7 +63,9 @@ def list_():
         )
     valid = [job_id for job_id in ids if _is_uuid(job_id)]
     items = [
-        _job_schema.dump(service.to_dict(job, self_url=url_for("jobs.get", job_id=job.id)))
+        _job_schema.dump(
+            service.to_dict(job, self_url=url_for("jobs.get", job_id=job.id))
+        )
         for job in service.get_many(session, job_ids=valid)
     ]
     return {"items": items}

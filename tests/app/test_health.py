@@ -57,7 +57,11 @@ def test_submit_while_broker_down_is_503_and_not_left_queued(app_without_redis):
     client = app_without_redis.test_client()
     started = time.monotonic()
 
-    response = client.post("/v1/emergency", json={"text": "bridge collapsed, people in water"}, headers=headers)
+    response = client.post(
+        "/v1/emergency",
+        json={"text": "bridge collapsed, people in water"},
+        headers=headers,
+    )
 
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"

@@ -52,7 +52,9 @@ def test_submit_queues_job_on_its_queue(app, client, make_key, path, queue):
 def test_get_returns_the_queued_job(client, make_key):
     """Polling a fresh job shows it queued, with no result yet."""
     headers = make_key.headers()
-    job_id = client.post("/v1/classifications", json={"text": TWEET}, headers=headers).get_json()["id"]
+    job_id = client.post(
+        "/v1/classifications", json={"text": TWEET}, headers=headers
+    ).get_json()["id"]
 
     body = client.get(f"/v1/classifications/{job_id}", headers=headers).get_json()
 
@@ -68,20 +70,26 @@ def test_list_returns_jobs_in_asked_order(client, make_key):
     """Bulk polling returns the named jobs in the order given; unknown ids drop out."""
     headers = make_key.headers()
     ids = [
-        client.post("/v1/classifications", json={"text": f"{TWEET} {n}"}, headers=headers).get_json()["id"]
+        client.post(
+            "/v1/classifications", json={"text": f"{TWEET} {n}"}, headers=headers
+        ).get_json()["id"]
         for n in range(3)
     ]
     unknown = "00000000-0000-4000-8000-000000000000"
 
     response = client.get(
-        "/v1/classifications", query_string={"ids": ",".join([ids[2], unknown, ids[0]])}, headers=headers
+        "/v1/classifications",
+        query_string={"ids": ",".join([ids[2], unknown, ids[0]])},
+        headers=headers,
     )
 
     assert response.status_code == 200
     assert [item["id"] for item in response.get_json()["items"]] == [ids[2], ids[0]]
 
 
-@pytest.mark.parametrize("job_id", ["00000000-0000-4000-8000-000000000000", "not-a-uuid", "1%20OR%201=1"])
+@pytest.mark.parametrize(
+    "job_id", ["00000000-0000-4000-8000-000000000000", "not-a-uuid", "1%20OR%201=1"]
+)
 def test_get_unknown_job_is_404(client, make_key, job_id):
     """An unknown or malformed id is a 404 in the error envelope."""
     response = client.get(f"/v1/classifications/{job_id}", headers=make_key.headers())
@@ -96,21 +104,44 @@ BAD_BODIES = [
     ("missing text", {"json": {}}, 422, "validation_failed"),
     ("empty text", {"json": {"text": ""}}, 422, "validation_failed"),
     ("whitespace only", {"json": {"text": "   \n\t  "}}, 422, "validation_failed"),
-    ("zero-width only", {"json": {"text": "\u200b\u200b\ufeff\u200d"}}, 422, "validation_failed"),
+    (
+        "zero-width only",
+        {"json": {"text": "\u200b\u200b\ufeff\u200d"}},
+        422,
+        "validation_failed",
+    ),
     ("too short", {"json": {"text": "ab"}}, 422, "validation_failed"),
     ("too long", {"json": {"text": "word " * 2001}}, 422, "validation_failed"),
     ("text not a string", {"json": {"text": 42}}, 422, "validation_failed"),
-    ("unknown field", {"json": {"text": TWEET, "priority": 1}}, 422, "validation_failed"),
-    ("source too long", {"json": {"text": TWEET, "source": "s" * 51}}, 422, "validation_failed"),
+    (
+        "unknown field",
+        {"json": {"text": TWEET, "priority": 1}},
+        422,
+        "validation_failed",
+    ),
+    (
+        "source too long",
+        {"json": {"text": TWEET, "source": "s" * 51}},
+        422,
+        "validation_failed",
+    ),
     ("array body", {"json": [{"text": TWEET}]}, 422, "validation_failed"),
     ("string body", {"json": "hello there"}, 422, "validation_failed"),
     (
         "lone surrogate",
-        {"data": '{"text": "help \\ud83d us please"}', "content_type": "application/json"},
+        {
+            "data": '{"text": "help \\ud83d us please"}',
+            "content_type": "application/json",
+        },
         422,
         "validation_failed",
     ),
-    ("malformed json", {"data": '{"text": "help', "content_type": "application/json"}, 400, "malformed_json"),
+    (
+        "malformed json",
+        {"data": '{"text": "help', "content_type": "application/json"},
+        400,
+        "malformed_json",
+    ),
     (
         "invalid utf-8",
         {"data": b'{"text": "\xff\xfe help"}', "content_type": "application/json"},
@@ -118,19 +149,31 @@ BAD_BODIES = [
         "malformed_json",
     ),
     ("form body", {"data": {"text": TWEET}}, 415, "unsupported_media_type"),
-    ("text/plain", {"data": TWEET, "content_type": "text/plain"}, 415, "unsupported_media_type"),
+    (
+        "text/plain",
+        {"data": TWEET, "content_type": "text/plain"},
+        415,
+        "unsupported_media_type",
+    ),
     (
         "oversized body",
-        {"data": json.dumps({"text": "x" * 300_000}), "content_type": "application/json"},
+        {
+            "data": json.dumps({"text": "x" * 300_000}),
+            "content_type": "application/json",
+        },
         413,
         "request_entity_too_large",
     ),
 ]
 
 
-@pytest.mark.parametrize(("case", "kwargs", "status", "code"), BAD_BODIES, ids=[b[0] for b in BAD_BODIES])
+@pytest.mark.parametrize(
+    ("case", "kwargs", "status", "code"), BAD_BODIES, ids=[b[0] for b in BAD_BODIES]
+)
 @pytest.mark.parametrize("path", ["/v1/classifications", "/v1/emergency"])
-def test_bad_input_is_refused_and_creates_no_job(app, client, make_key, path, case, kwargs, status, code):
+def test_bad_input_is_refused_and_creates_no_job(
+    app, client, make_key, path, case, kwargs, status, code
+):
     """Each bad body gets its 4xx in the envelope; no job row, no queued message."""
     response = client.post(path, headers=make_key.headers(), **kwargs)
 
@@ -145,7 +188,9 @@ def test_bad_input_is_refused_and_creates_no_job(app, client, make_key, path, ca
 def test_validation_error_names_the_field(client, make_key):
     """A 422 says which field is wrong and why."""
     response = client.post(
-        "/v1/classifications", json={"text": "\u200b \u200b"}, headers=make_key.headers()
+        "/v1/classifications",
+        json={"text": "\u200b \u200b"},
+        headers=make_key.headers(),
     )
 
     fields = response.get_json()["error"]["fields"]
@@ -156,7 +201,9 @@ def test_validation_error_names_the_field(client, make_key):
 def test_text_of_exactly_the_limit_is_accepted(client, make_key):
     """10,000 characters is allowed; the limit counts the trimmed text."""
     response = client.post(
-        "/v1/classifications", json={"text": "  " + "b" * 10_000 + "  "}, headers=make_key.headers()
+        "/v1/classifications",
+        json={"text": "  " + "b" * 10_000 + "  "},
+        headers=make_key.headers(),
     )
 
     assert response.status_code == 202
@@ -193,7 +240,9 @@ def test_key_with_tampered_secret_is_401(client, make_key):
     tampered = key[:-4] + ("AAAA" if not key.endswith("AAAA") else "BBBB")
 
     response = client.post(
-        "/v1/classifications", json={"text": TWEET}, headers={"Authorization": f"Bearer {tampered}"}
+        "/v1/classifications",
+        json={"text": TWEET},
+        headers={"Authorization": f"Bearer {tampered}"},
     )
 
     assert response.status_code == 401

@@ -5,8 +5,10 @@ from storage.models import ApiKey
 
 
 def test_keys_create_prints_key_last_and_stores_only_hash(app, runner, client):
-    """``keys create`` prints a working key as its last line; only its hash is stored."""
-    result = runner.invoke(args=["keys", "create", "--name", "ops desk", "--role", "operator"])
+    """``keys create`` prints a working key last; only its hash is stored."""
+    result = runner.invoke(
+        args=["keys", "create", "--name", "ops desk", "--role", "operator"]
+    )
 
     assert result.exit_code == 0, result.output
     key = result.output.strip().splitlines()[-1]
@@ -38,7 +40,9 @@ def test_keys_revoke_refuses_the_key_at_once(app, runner, client, make_key):
     response = client.get("/health")
     assert response.status_code == 200
     response = client.post(
-        "/v1/classifications", json={"text": "need water"}, headers={"Authorization": f"Bearer {key}"}
+        "/v1/classifications",
+        json={"text": "need water"},
+        headers={"Authorization": f"Bearer {key}"},
     )
     assert response.status_code == 401
 

@@ -9,9 +9,18 @@ from storage.models import Job
 from tests.conftest import wait_for
 
 MESSAGES = [
-    ("Family of five trapped on a roof on Elm street, water rising, please send a boat", "requests_or_urgent_needs"),
-    ("Three people confirmed dead after the bridge collapsed in the earthquake", "injured_or_dead_people"),
-    ("Power lines down and the main road to the hospital is washed away", "infrastructure_and_utility_damage"),
+    (
+        "Family of five trapped on a roof on Elm street, water rising, send a boat",
+        "requests_or_urgent_needs",
+    ),
+    (
+        "Three people confirmed dead after the bridge collapsed in the earthquake",
+        "injured_or_dead_people",
+    ),
+    (
+        "Power lines down and the main road to the hospital is washed away",
+        "infrastructure_and_utility_damage",
+    ),
 ]
 
 
@@ -32,17 +41,30 @@ def database_url(any_database_url):
     return any_database_url
 
 
-def test_submit_runs_through_worker_and_poll_returns_result(client, make_key, start_worker):
+def test_submit_runs_through_worker_and_poll_returns_result(
+    client, make_key, start_worker
+):
     """HTTP submit -> queue -> real worker with the real model -> result on poll."""
     start_worker()
     headers = make_key.headers()
     ids = [
-        client.post("/v1/classifications", json={"text": text}, headers=headers).get_json()["id"]
+        client.post(
+            "/v1/classifications", json={"text": text}, headers=headers
+        ).get_json()["id"]
         for text, _ in MESSAGES
     ]
-    ids.append(client.post("/v1/emergency", json={"text": MESSAGES[0][0]}, headers=headers).get_json()["id"])
+    ids.append(
+        client.post(
+            "/v1/emergency", json={"text": MESSAGES[0][0]}, headers=headers
+        ).get_json()["id"]
+    )
 
-    jobs = wait_for(lambda: finished(client, headers, ids), timeout=120, interval=0.3, message="jobs")
+    jobs = wait_for(
+        lambda: finished(client, headers, ids),
+        timeout=120,
+        interval=0.3,
+        message="jobs",
+    )
 
     for job in jobs:
         assert job["status"] == "succeeded", job
@@ -50,34 +72,55 @@ def test_submit_runs_through_worker_and_poll_returns_result(client, make_key, st
         assert set(result["scores"]) == set(LABELS)
         assert sum(result["scores"].values()) == pytest.approx(1.0, abs=1e-4)
         assert result["category"] == max(result["scores"], key=result["scores"].get)
-        assert result["confidence"] == pytest.approx(result["scores"][result["category"]])
+        assert result["confidence"] == pytest.approx(
+            result["scores"][result["category"]]
+        )
         assert result["model_version"].startswith("minilm-humaid-")
         assert result["truncated"] is False
         assert job["started_at"] <= job["finished_at"]
         assert job["error"] is None
-    assert [job["result"]["category"] for job in jobs[:3]] == [label for _, label in MESSAGES]
+    assert [job["result"]["category"] for job in jobs[:3]] == [
+        label for _, label in MESSAGES
+    ]
     assert jobs[3]["queue"] == "emergency"
-    assert jobs[3]["result"]["scores"] == pytest.approx(jobs[0]["result"]["scores"], abs=1e-5)
+    assert jobs[3]["result"]["scores"] == pytest.approx(
+        jobs[0]["result"]["scores"], abs=1e-5
+    )
 
 
-def test_waiting_emergency_jobs_all_run_before_waiting_standard_backlog(app, client, make_key, start_worker):
-    """A worker on both queues takes every waiting emergency job before any standard one.
+def test_waiting_emergency_jobs_all_run_before_waiting_standard_backlog(
+    app, client, make_key, start_worker
+):
+    """A worker on both queues takes every waiting emergency job before standard.
 
     The backlog is built while no worker runs, with the emergency jobs sent
     last, so that round-robin or FIFO polling would interleave them.
     """
     headers = make_key.headers()
     standard = [
-        client.post("/v1/classifications", json={"text": f"Shelter update number {n}: cots and water available"}, headers=headers).get_json()["id"]
+        client.post(
+            "/v1/classifications",
+            json={"text": f"Shelter update number {n}: cots and water available"},
+            headers=headers,
+        ).get_json()["id"]
         for n in range(60)
     ]
     emergency = [
-        client.post("/v1/emergency", json={"text": f"Urgent: person {n} trapped under rubble, need rescue now"}, headers=headers).get_json()["id"]
+        client.post(
+            "/v1/emergency",
+            json={"text": f"Urgent: person {n} trapped under rubble, need rescue now"},
+            headers=headers,
+        ).get_json()["id"]
         for n in range(10)
     ]
 
     start_worker("emergency,standard")
-    wait_for(lambda: finished(client, headers, standard + emergency), timeout=180, interval=0.5, message="backlog")
+    wait_for(
+        lambda: finished(client, headers, standard + emergency),
+        timeout=180,
+        interval=0.5,
+        message="backlog",
+    )
 
     with app.app_context():
         rows = {job.id: job for job in session.query(Job).all()}
@@ -85,15 +128,22 @@ def test_waiting_emergency_jobs_all_run_before_waiting_standard_backlog(app, cli
     last_emergency = max(as_utc(rows[i].finished_at) for i in emergency)
     first_standard = min(as_utc(rows[i].started_at) for i in standard)
     assert last_emergency <= first_standard, (
-        f"an emergency finished at {last_emergency} after standard work began at {first_standard}"
+        f"an emergency finished at {last_emergency}, "
+        f"after standard work began at {first_standard}"
     )
 
 
-def test_emergency_arriving_mid_backlog_jumps_the_standard_queue(app, client, make_key, start_worker):
-    """Emergencies sent while standard work drains start before the standard jobs still waiting."""
+def test_emergency_arriving_mid_backlog_jumps_the_standard_queue(
+    app, client, make_key, start_worker
+):
+    """Emergencies sent while standard work drains start before waiting standard."""
     headers = make_key.headers()
     standard = [
-        client.post("/v1/classifications", json={"text": f"Road report {n}: minor debris on the highway"}, headers=headers).get_json()["id"]
+        client.post(
+            "/v1/classifications",
+            json={"text": f"Road report {n}: minor debris on the highway"},
+            headers=headers,
+        ).get_json()["id"]
         for n in range(150)
     ]
     start_worker("emergency,standard")
@@ -104,10 +154,19 @@ def test_emergency_arriving_mid_backlog_jumps_the_standard_queue(app, client, ma
         message="standard work to begin",
     )
     emergency = [
-        client.post("/v1/emergency", json={"text": f"Gas leak and fire at building {n}, people inside"}, headers=headers).get_json()["id"]
+        client.post(
+            "/v1/emergency",
+            json={"text": f"Gas leak and fire at building {n}, people inside"},
+            headers=headers,
+        ).get_json()["id"]
         for n in range(5)
     ]
-    wait_for(lambda: finished(client, headers, standard + emergency), timeout=180, interval=0.5, message="backlog")
+    wait_for(
+        lambda: finished(client, headers, standard + emergency),
+        timeout=180,
+        interval=0.5,
+        message="backlog",
+    )
 
     with app.app_context():
         rows = {job.id: job for job in session.query(Job).all()}
@@ -120,4 +179,6 @@ def test_emergency_arriving_mid_backlog_jumps_the_standard_queue(app, client, ma
         # Standard jobs that began while this emergency was waiting. At most
         # one may squeeze in: the message taken in the instant it was sent.
         overtaken = [t for t in standard_starts if sent < t < began]
-        assert len(overtaken) <= 1, f"{len(overtaken)} standard jobs started ahead of a waiting emergency"
+        assert len(overtaken) <= 1, (
+            f"{len(overtaken)} standard jobs started ahead of a waiting emergency"
+        )
