@@ -24,6 +24,8 @@ from storage.models import utcnow
 logger = logging.getLogger(__name__)
 
 PUBLIC = None
+# Any valid key, whatever its role.
+ANY_KEY = "any:key"
 
 ENDPOINT_PERMISSIONS = {
     "health.health": PUBLIC,
@@ -32,6 +34,7 @@ ENDPOINT_PERMISSIONS = {
     "jobs.submit_emergency": roles.CREATE_CLASSIFICATIONS,
     "jobs.get": roles.READ_CLASSIFICATIONS,
     "jobs.list_": roles.READ_CLASSIFICATIONS,
+    "model.get": ANY_KEY,
 }
 
 _MISSING_KEY = "an API key is required: send 'Authorization: Bearer <key>'"
@@ -112,7 +115,7 @@ def enforce(app):
 
     key = authenticate(app.config["KEY_PEPPER"])
     g.api_key = key
-    if not roles.allows(key.role, permission):
+    if permission != ANY_KEY and not roles.allows(key.role, permission):
         logger.warning(
             "auth: forbidden prefix=%s role=%s permission=%s",
             key.prefix,

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from classifier import artifact
+from classifier import card
 from classifier.data import data_dir
 from classifier.data import read_tsv
 from classifier.engine import Engine
@@ -41,6 +43,17 @@ def evaluate(engine, rows, *, batch_size=64, progress=True):
     return report
 
 
+def record_test_scores(artifact_dir, report):
+    """Store ``report`` as the artifact's test scores and rewrite the card."""
+    config = artifact.read_config(artifact_dir)
+    config.setdefault("scores", {})["test"] = {
+        key: value for key, value in report.items() if key != "model_version"
+    }
+    config["parameters"] = report["parameters"]
+    artifact.write_config(artifact_dir, config)
+    card.write(artifact_dir)
+
+
 def main(argv=None):
     """Evaluate and print the report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -49,12 +62,19 @@ def main(argv=None):
     parser.add_argument("--limit", type=int, help="score only the first N rows")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int)
+    parser.add_argument(
+        "--write-card",
+        action="store_true",
+        help="record these scores as the artifact's test scores and rewrite its card",
+    )
     args = parser.parse_args(argv)
 
     engine = Engine(args.model, threads=args.threads)
     report = evaluate(
         engine, read_tsv(args.data, limit=args.limit), batch_size=args.batch_size
     )
+    if args.write_card:
+        record_test_scores(args.model, report)
     for label, value in report["per_class_f1"].items():
         print(f"{label:<40} f1={value:.4f}")
     print(json.dumps(report, sort_keys=False))

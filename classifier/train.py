@@ -20,6 +20,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from tqdm import tqdm
 
+from classifier import card
 from classifier import model as model_lib
 from classifier.data import data_dir
 from classifier.data import read_tsv
@@ -169,10 +170,12 @@ def main(argv=None):
             "seconds": round(time.time() - started),
         },
         "scores": {"dev": dev_report},
+        "parameters": sum(p.numel() for p in model.parameters()),
     }
     version = model_lib.save_artifact(
         args.out, model, config, trainable_prefixes=("head.",)
     )
+    card.write(args.out)
     print(json.dumps({"version": version, "dev": dev_report, "out": str(args.out)}))
     return 0
 

@@ -1,8 +1,11 @@
-"""Flower settings: bound to loopback, behind basic authentication."""
+"""Flower settings: bound to loopback, behind basic authentication.
 
-import config
+Every public name here is read by Flower as an option.
+"""
 
-_settings = config.load()
+from config import load as _load_settings
+
+_settings = _load_settings()
 
 address = _settings["FLOWER_ADDRESS"]
 port = int(_settings["FLOWER_PORT"])

@@ -1,8 +1,12 @@
-"""gunicorn settings, read from the service's own settings."""
+"""gunicorn settings, read from the service's own settings.
 
-import config
+Every public name here is read by gunicorn as a setting, so helpers are
+imported under private names.
+"""
 
-_settings = config.load()
+from config import load as _load_settings
+
+_settings = _load_settings()
 
 bind = f"{_settings['HOST']}:{_settings['PORT']}"
 workers = int(_settings["WEB_WORKERS"])

@@ -18,6 +18,7 @@ os.environ.setdefault("AICRISISALERT_TORCH_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", os.environ["AICRISISALERT_TORCH_THREADS"])
 
 from celery.signals import worker_process_init  # noqa: E402
+from kombu import Exchange  # noqa: E402
 from kombu import Queue  # noqa: E402
 
 from app import create_app  # noqa: E402
@@ -28,7 +29,7 @@ QUEUES = ("emergency", "standard")
 flask_app = create_app()
 celery = flask_app.extensions["celery"]
 celery.conf.update(
-    task_queues=[Queue(name, routing_key=name) for name in QUEUES],
+    task_queues=[Queue(name, Exchange(name), routing_key=name) for name in QUEUES],
     include=["tasks.classify"],
 )
 

@@ -1,0 +1,1 @@
+"""Describing the model the workers serve."""

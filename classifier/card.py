@@ -1,0 +1,86 @@
+"""The model card written beside the weights (``MODEL_CARD.md``)."""
+
+from pathlib import Path
+
+from classifier.artifact import CARD_FILE
+from classifier.artifact import artifact_version
+from classifier.artifact import read_config
+
+_TERMS = (
+    "HumAID v1.0 (Alam et al., ICWSM 2021) is licensed for research on "
+    "humanitarian computing only; its contents must be kept confidential "
+    "(tweet ids may be shared) and deleted on request or when the research "
+    "ends. The data is read from `../shared/data/humaid` at training time "
+    "and is not copied into this repository; only weights derived from it "
+    "are shipped. Anyone running this model in a service must make sure "
+    "that use is covered by those terms."
+)
+
+
+def _score_table(report):
+    lines = ["| class | F1 |", "| --- | --- |"]
+    for label, value in report["per_class_f1"].items():
+        lines.append(f"| {label} | {value:.4f} |")
+    return "\n".join(lines)
+
+
+def render(config, version):
+    """Return the card's Markdown for an artifact's config."""
+    training = config.get("training", {})
+    scores = config.get("scores", {})
+    parts = [
+        f"# Model card: {version}",
+        "",
+        "Classifies a crisis message into one of the ten HumAID humanitarian "
+        "categories. The confidence is a temperature-calibrated softmax "
+        "probability; results under the service's review threshold are "
+        "marked `needs_review`.",
+        "",
+        "## Base model",
+        "",
+        "all-MiniLM-L6-v2 (BERT, 6 layers, hidden size 384, uncased), as "
+        f"carried by the package `{config.get('base_model')}` (package licence "
+        "MIT; the weights themselves are under Apache-2.0). Loaded from disk "
+        "with the Hugging Face offline switches on; nothing is downloaded. "
+        f"Parameters with the head: {config.get('parameters', 'unknown')}.",
+        "",
+        "## Data and terms of use",
+        "",
+        _TERMS,
+        "",
+        "## Training",
+        "",
+        f"- method: {training.get('method')}",
+        f"- seed: {training.get('seed')}",
+        f"- rows: train {training.get('train_rows')}, dev {training.get('dev_rows')}",
+        f"- maximum length: {config['max_length']} tokens (longer texts are cut "
+        "and marked `truncated`)",
+        f"- calibration: softmax temperature {config['temperature']} fitted on dev",
+        f"- settings: {', '.join(f'{k}={v}' for k, v in sorted(training.items()))}",
+        "",
+        "The model was chosen on dev.tsv; test.tsv was used only to report.",
+        "Command: `python -m classifier.train`.",
+    ]
+    for split in ("dev", "test"):
+        report = scores.get(split)
+        if not report:
+            continue
+        parts += [
+            "",
+            f"## Scores on {split}.tsv (n={report['n']})",
+            "",
+            f"accuracy {report['accuracy']}, weighted F1 {report['weighted_f1']}, "
+            f"macro F1 {report['macro_f1']}, expected calibration error "
+            f"{report['ece']}",
+            "",
+            _score_table(report),
+        ]
+    return "\n".join(parts) + "\n"
+
+
+def write(artifact_dir):
+    """Render the card from the artifact's config and write it beside it."""
+    config = read_config(artifact_dir)
+    text = render(config, artifact_version(artifact_dir))
+    (Path(artifact_dir) / CARD_FILE).write_text(text, "utf-8")
+    return text
