@@ -39,7 +39,8 @@ def test_web_process_never_imports_torch(database_url):
         "with a.app_context():\n"
         "    _, key = create(db.session, name='t', role='viewer', pepper='p')\n"
         "a.config['KEY_PEPPER'] = 'p'\n"
-        "r = a.test_client().get('/v1/model', headers={'Authorization': 'Bearer ' + key})\n"
+        "auth = {'Authorization': 'Bearer ' + key}\n"
+        "r = a.test_client().get('/v1/model', headers=auth)\n"
         "print(r.status_code, 'torch' in sys.modules, 'transformers' in sys.modules)\n"
     )
     out = subprocess.run(

@@ -55,7 +55,7 @@ ODD_INPUTS = [
     "Ca\u0301sa destruida, necesitamos ayuda urgente en Puebla",
     "地震で家が倒壊しました。助けてください",
     "RT @someone: bridge out on I-45 https://t.co/abc123 #HoustonFlood",
-    "z\u0351\u0352\u0353\u0354 a\u0300\u0301\u0302\u0303\u0304 combining marks everywhere",
+    "z\u0351\u0352\u0353\u0354 a\u0300\u0301\u0302\u0303\u0304 combining marks",
 ]
 
 
@@ -121,7 +121,7 @@ def test_evaluate_command_prints_report_as_last_line(tmp_path, real_tweets):
 
 
 def test_train_command_writes_a_loadable_artifact(tmp_path):
-    """``python -m classifier.train`` on a small sample writes weights, config and card."""
+    """``classifier.train`` on a small sample writes weights, config and card."""
     out_dir = tmp_path / "artifact"
 
     out = subprocess.run(
