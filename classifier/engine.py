@@ -5,9 +5,8 @@ import os
 import threading
 import time
 from contextlib import nullcontext
-from functools import lru_cache
 
-from classifier import model as model_lib
+from classifier.artifact import DEFAULT_ARTIFACT_DIR
 from classifier.text import normalise
 
 logger = logging.getLogger(__name__)
@@ -61,12 +60,14 @@ class Engine:
     def __init__(self, artifact_dir=None, *, device=None, threads=None):
         import torch
 
+        from classifier import model as model_lib
+
         if threads:
             torch.set_num_threads(int(threads))
         self._torch = torch
         started = time.perf_counter()
         self.model, self.tokenizer, self.config = model_lib.load_artifact(
-            artifact_dir or model_lib.DEFAULT_ARTIFACT_DIR
+            artifact_dir or DEFAULT_ARTIFACT_DIR
         )
         self.device = torch.device(
             device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -136,15 +137,58 @@ class Engine:
         return results
 
 
-@lru_cache(maxsize=1)
-def get_engine():
-    """Return this process's engine, loading it on first use.
+_state = {"engine": None, "thread": None, "error": None}
+_state_lock = threading.Lock()
 
-    Called from inside a task, never at import or in a process-start
-    signal, so the model is loaded after the worker forks.
+
+def _load():
+    try:
+        _state["engine"] = Engine(
+            os.environ.get("AICRISISALERT_MODEL_DIR") or None,
+            device=os.environ.get("AICRISISALERT_DEVICE") or None,
+            threads=os.environ.get("AICRISISALERT_TORCH_THREADS") or None,
+        )
+        _state["error"] = None
+    except Exception as error:  # noqa: BLE001  (re-raised by get_engine)
+        logger.exception("engine: load failed")
+        _state["error"] = error
+
+
+def preload_in_background():
+    """Start loading this process's engine in a thread; return the thread.
+
+    Worker processes call this as they start, so the model (6-8 s to load
+    on two cores, far longer on a busy machine) is usually ready before
+    the first job arrives. Loading always runs in this thread, never in a
+    task, so a task's time limit can interrupt the wait but never the load.
     """
-    return Engine(
-        os.environ.get("AICRISISALERT_MODEL_DIR") or None,
-        device=os.environ.get("AICRISISALERT_DEVICE") or None,
-        threads=os.environ.get("AICRISISALERT_TORCH_THREADS") or None,
-    )
+    with _state_lock:
+        thread = _state["thread"]
+        if _state["engine"] is None and (thread is None or not thread.is_alive()):
+            thread = threading.Thread(target=_load, name="engine-load", daemon=True)
+            _state["thread"] = thread
+            thread.start()
+        return thread
+
+
+def get_engine():
+    """Return this process's engine, waiting for it to load if need be.
+
+    Never called at import: workers call it after the fork, so the parent
+    process never holds the model.
+
+    Raises:
+        Exception: whatever made the load fail (a later call tries again).
+    """
+    if _state["engine"] is not None:
+        return _state["engine"]
+
+    preload_in_background().join()
+    if _state["engine"] is None:
+        raise _state["error"] or RuntimeError("engine: load did not finish")
+    return _state["engine"]
+
+
+def engine_loaded():
+    """Return whether this process has its engine in memory already."""
+    return _state["engine"] is not None

@@ -73,6 +73,15 @@ def complete(session, jobs, results, *, inference_ms, review_threshold):
     session.commit()
 
 
+def release(session, jobs):
+    """Put running jobs back to queued without spending an attempt."""
+    for job in jobs:
+        job.status = "queued"
+        job.started_at = None
+        job.attempts = max(0, job.attempts - 1)
+    session.commit()
+
+
 def fail(session, jobs, reason):
     """Mark ``jobs`` failed with ``reason``."""
     now = utcnow()

@@ -17,12 +17,21 @@ from celery.utils.log import get_task_logger
 from flask import current_app
 from sqlalchemy.exc import OperationalError
 
+# Cheap to import: torch and the model load later, in a thread of the
+# worker process (see classifier.engine.preload_in_background).
+from classifier.engine import engine_loaded
+from classifier.engine import get_engine
 from storage import jobs as job_states
 from storage.db import session
 
 logger = get_task_logger(__name__)
 
 _TIMED_OUT = "classification took longer than its time limit"
+# A task whose time limit ran out while the model was still loading is
+# tried again this often, this far apart (a minute in all: a busy machine
+# can take that long to load the model).
+_COLD_START_RETRIES = 30
+_COLD_START_RETRY_SECONDS = 2
 
 
 @shared_task(
@@ -39,13 +48,12 @@ _TIMED_OUT = "classification took longer than its time limit"
 )
 def classify_jobs(self, job_ids):
     """Classify the unfinished jobs among ``job_ids``; return a summary."""
-    from classifier.engine import get_engine
-
     jobs = job_states.claim(session, job_ids)
     if not jobs:
         logger.info("classify: nothing to do jobs=%d", len(job_ids))
         return {"classified": 0}
 
+    cold = not engine_loaded()
     try:
         engine = get_engine()
         started = time.perf_counter()
@@ -55,6 +63,14 @@ def classify_jobs(self, job_ids):
         )
         inference_ms = (time.perf_counter() - started) * 1000
     except SoftTimeLimitExceeded:
+        if cold and self.request.retries < _COLD_START_RETRIES:
+            # The time went on loading the model, not on these jobs: put
+            # them back and run them again, now that the model is warm.
+            logger.warning("classify: soft time limit on cold start, retrying")
+            job_states.release(session, jobs)
+            raise self.retry(
+                countdown=_COLD_START_RETRY_SECONDS, max_retries=_COLD_START_RETRIES
+            ) from None
         logger.warning("classify: soft time limit jobs=%d", len(jobs))
         job_states.fail(session, jobs, _TIMED_OUT)
         raise

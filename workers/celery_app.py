@@ -36,5 +36,14 @@ celery.conf.update(
 
 @worker_process_init.connect
 def _after_fork(**_kwargs):
-    """Drop the database connections inherited from the parent process."""
+    """Drop inherited database connections; start loading the model.
+
+    The load runs in a thread so this handler returns at once (Celery
+    kills a pool process whose start-up signal takes too long). Workers
+    that never classify (webhook delivery) set AICRISISALERT_PRELOAD_MODEL=0.
+    """
     db.dispose_after_fork()
+    if os.environ.get("AICRISISALERT_PRELOAD_MODEL", "1") == "1":
+        from classifier.engine import preload_in_background
+
+        preload_in_background()

@@ -182,3 +182,31 @@ def test_emergency_arriving_mid_backlog_jumps_the_standard_queue(
         assert len(overtaken) <= 1, (
             f"{len(overtaken)} standard jobs started ahead of a waiting emergency"
         )
+
+
+def test_time_limit_spent_loading_the_model_does_not_fail_the_job(
+    client, make_key, start_worker
+):
+    """A job whose soft limit runs out while the model loads is run again, warm.
+
+    The soft limit is 1 s and the preload is off, so the first run always
+    spends its time waiting for the model (several seconds to load).
+    """
+    start_worker(
+        settings={
+            "TASK_SOFT_TIME_LIMIT_SECONDS": 1,
+            "TASK_TIME_LIMIT_SECONDS": 50,
+            "PRELOAD_MODEL": 0,
+        }
+    )
+    headers = make_key.headers()
+    job_id = client.post(
+        "/v1/emergency", json={"text": MESSAGES[1][0]}, headers=headers
+    ).get_json()["id"]
+
+    (job,) = wait_for(
+        lambda: finished(client, headers, [job_id]), timeout=120, message="the job"
+    )
+
+    assert job["status"] == "succeeded", job
+    assert job["result"]["category"] == MESSAGES[1][1]
