@@ -29,12 +29,14 @@ and the extension keeps per-app state).
 """
 
 import logging
+import math
 import time
 
 from flask import current_app
 from flask import g
 from flask import request
 from flask_limiter import ApplicationLimit
+from flask_limiter import HeaderNames
 from flask_limiter import Limiter
 from flask_limiter import RateLimitExceeded
 
@@ -190,6 +192,10 @@ def init_limiter(app):
         # asks, with no double burst at a window's edge.
         strategy="moving-window",
         headers_enabled=True,
+        # The extension would put Retry-After on every response, 200s
+        # included, and stretch a 503's; it gets a name of its own, and
+        # Retry-After is set only on refusals, by their handlers.
+        header_name_mapping={HeaderNames.RETRY_AFTER: "X-RateLimit-Retry-After"},
         swallow_errors=True,
         in_memory_fallback=[_limit_value],
         in_memory_fallback_enabled=True,
@@ -202,7 +208,9 @@ def init_limiter(app):
     @app.errorhandler(RateLimitExceeded)
     def _handle_rate_limited(error):
         current = limiter.current_limit
-        retry_after = max(1, current.reset_at - int(time.time())) if current else 60
+        retry_after = 60
+        if current is not None:
+            retry_after = max(1, math.ceil(current.reset_at - time.time()))
         response = error_response(
             429,
             "rate_limited",
