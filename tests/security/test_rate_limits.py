@@ -119,7 +119,7 @@ def test_every_limited_response_carries_rate_limit_headers(limited):
 
 
 def test_emergency_has_its_own_ceiling_beside_the_standard_limit(limited):
-    """A key out of standard requests can still submit emergencies, up to its own cap."""
+    """A key out of standard requests still submits emergencies, up to its own cap."""
     app = limited(RATELIMIT_STANDARD="3/minute", RATELIMIT_EMERGENCY="5/minute")
     client = app.test_client()
     headers = KeyMaker(app).headers("api_user")
