@@ -1,8 +1,10 @@
 """gunicorn settings, read from the service's own settings."""
 
-import config
+# Imported under a private name: gunicorn reads every public name here as
+# one of its settings, and "config" is one (it refused to start).
+from config import load as _load_settings
 
-_settings = config.load()
+_settings = _load_settings()
 
 bind = f"{_settings['HOST']}:{_settings['PORT']}"
 workers = int(_settings["WEB_WORKERS"])
