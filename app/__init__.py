@@ -4,12 +4,15 @@ import logging
 
 import click
 from flask import Flask
+from flask import g
 from flask import request
 
 import config
 from app import auth
+from app import limits
 from app.errors import register_error_handlers
 from app.queueing import init_celery
+from security import headers
 from storage import db
 
 
@@ -39,26 +42,52 @@ def create_app(test_config=None):
     from app.health.views import bp as health_bp
     from app.jobs.views import bp as jobs_bp
     from app.keys.cli import keys_cli
+    from app.keys.views import bp as keys_bp
     from app.model.views import bp as model_bp
 
     app.register_blueprint(health_bp)
     app.register_blueprint(jobs_bp)
+    app.register_blueprint(keys_bp)
     app.register_blueprint(model_bp)
     app.cli.add_command(keys_cli)
     app.cli.add_command(init_db_command)
     register_error_handlers(app)
     auth.check_routes(app)
-
-    @app.before_request
-    def _limit_body_and_authorise():
-        request.max_content_length = app.config["MAX_BODY_BYTES"]
-        auth.enforce(app)
+    _install_guards(app)
 
     @app.teardown_appcontext
     def _remove_session(_exception):
         db.session.remove()
 
     return app
+
+
+def _install_guards(app):
+    """Register the per-request checks, in the order they must run.
+
+    HTTPS redirect, then a banned address is refused before its key is
+    looked up, the key is identified, a banned key is refused, the limiter
+    counts the request (by key, or by address when there is none), and
+    only then is a missing, bad or underprivileged key refused.
+    """
+    headers.trust_proxies(app)
+    headers.init_headers(app)
+
+    @app.before_request
+    def _identify():
+        request.max_content_length = app.config["MAX_BODY_BYTES"]
+        if auth.is_public(request.endpoint):
+            return
+        limits.refuse_banned([limits.address_identity()])
+        auth.identify(app)
+        if g.api_key is not None:
+            limits.refuse_banned([limits.key_identity(g.api_key)])
+
+    limits.init_limiter(app)
+
+    @app.before_request
+    def _authorise():
+        auth.authorise()
 
 
 @click.command("init-db")

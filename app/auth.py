@@ -3,6 +3,15 @@
 Every endpoint is listed in ``ENDPOINT_PERMISSIONS``: the permission it
 needs, or ``PUBLIC``. The factory refuses to start if a route is missing
 from the table, so no endpoint can be reachable by accident.
+
+Checking runs in two steps around the rate limiter: :func:`identify` finds
+the key (remembering, not raising, a failure) so that the limiter can
+count by key, or by client address when there is none; :func:`authorise`
+then refuses with 401 or 403. So failed attempts are rate-limited too.
+
+Credentials come only from the ``Authorization`` header: no endpoint reads
+cookies, so a browser cannot be tricked into sending them (no CSRF
+surface; ``tests/security/test_headers.py`` checks it).
 """
 
 import logging
@@ -18,6 +27,7 @@ from security import events
 from security import keys
 from security import roles
 from storage.db import session
+from storage.jobs import as_utc
 from storage.models import ApiKey
 from storage.models import utcnow
 
@@ -35,11 +45,19 @@ ENDPOINT_PERMISSIONS = {
     "jobs.get": roles.READ_CLASSIFICATIONS,
     "jobs.list_": roles.READ_CLASSIFICATIONS,
     "model.get": ANY_KEY,
+    "keys.create": roles.MANAGE_USERS,
+    "keys.list_": roles.MANAGE_USERS,
+    "keys.get": roles.MANAGE_USERS,
+    "keys.rotate": roles.MANAGE_USERS,
+    "keys.revoke": roles.MANAGE_USERS,
 }
 
 _MISSING_KEY = "an API key is required: send 'Authorization: Bearer <key>'"
 _BAD_KEY = "the API key is not valid"
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="aicrisisalert"'}
+# Compared against when no row has the prefix, so that an unknown prefix
+# costs the same work as a known one.
+_NO_HASH = "0" * 64
 
 
 def check_routes(app):
@@ -53,6 +71,14 @@ def check_routes(app):
         raise RuntimeError(f"auth: no permission declared for {missing}")
 
 
+def is_public(endpoint):
+    """Return whether ``endpoint`` needs no key (unknown endpoints count as public).
+
+    An unknown endpoint is a 404 or 405 raised by routing; it reaches no view.
+    """
+    return endpoint is None or ENDPOINT_PERMISSIONS.get(endpoint) is PUBLIC
+
+
 def _presented_key():
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
@@ -61,37 +87,54 @@ def _presented_key():
     return value.strip()
 
 
+def _refusal(row, matched, now):
+    """Return why a key is refused, or None when it may be used."""
+    if row is None or matched is None:
+        return "unknown key or wrong secret"
+    if row.revoked_at is not None:
+        return "revoked"
+    if row.expires_at is not None and as_utc(row.expires_at) <= now:
+        return "expired"
+    if matched == 1 and not (
+        row.previous_valid_until and as_utc(row.previous_valid_until) > now
+    ):
+        return "rotated out: the grace period of the old secret is over"
+    return None
+
+
 def authenticate(pepper):
     """Return the live ApiKey row for the request's key.
 
+    The current secret always works; the previous one (after a rotation)
+    only until its grace period ends.
+
     Raises:
         Unauthorized: no key, a malformed key, or one that is unknown,
-            revoked or expired.
+            revoked, expired or rotated out.
     """
-    presented = _presented_key()
+    try:
+        presented = _presented_key()
+    except Unauthorized:
+        _record_failure(None, "no bearer key")
+        raise
     prefix = keys.parse_prefix(presented)
     row = None
     if prefix is not None:
         row = session.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).first()
-    # Hash even when no row was found, so timing does not reveal prefixes.
-    stored = row.key_hash if row is not None else "0" * 64
-    valid = keys.matches(presented, stored, pepper) and row is not None
+    # Hash and compare even when no row was found, so timing does not
+    # reveal which prefixes exist.
+    candidates = (
+        [_NO_HASH, None] if row is None else [row.key_hash, row.previous_key_hash]
+    )
+    matched = keys.matching_hash(presented, candidates, pepper)
     now = utcnow()
-    if valid and row.revoked_at is not None:
-        valid = False
-    if valid and row.expires_at is not None and _aware(row.expires_at) <= now:
-        valid = False
-    if not valid:
-        events.record(
-            session,
-            "auth_failed",
-            key_prefix=prefix,
-            client_address=request.remote_addr,
-            endpoint=request.endpoint,
-            details={"reason": "unknown, revoked or expired key"},
-        )
+    reason = _refusal(row, matched, now)
+    if reason is not None:
+        _record_failure(prefix, reason)
         raise Unauthorized(_BAD_KEY, headers=_CHALLENGE)
 
+    if matched == 1:
+        logger.info("auth: previous secret used prefix=%s", row.prefix)
     session.execute(
         update(ApiKey)
         .where(ApiKey.id == row.id)
@@ -101,25 +144,60 @@ def authenticate(pepper):
     return row
 
 
-def _aware(moment):
-    from storage.jobs import as_utc
+def _record_failure(prefix, reason):
+    events.record(
+        session,
+        "auth_failed",
+        key_prefix=prefix,
+        client_address=request.remote_addr,
+        endpoint=request.endpoint,
+        details={"reason": reason, "method": request.method},
+    )
 
-    return as_utc(moment)
 
+def identify(app):
+    """Find the request's key, if its endpoint needs one, into ``g.api_key``.
 
-def enforce(app):
-    """Check the request's key against its endpoint's permission."""
-    permission = ENDPOINT_PERMISSIONS.get(request.endpoint, PUBLIC)
-    if request.endpoint is None or permission is PUBLIC:
+    A failure is kept in ``g.auth_error`` for :func:`authorise` to raise
+    once the rate limiter has counted the request.
+    """
+    g.api_key = None
+    g.auth_error = None
+    if is_public(request.endpoint):
         return
 
-    key = authenticate(app.config["KEY_PEPPER"])
-    g.api_key = key
+    try:
+        g.api_key = authenticate(app.config["KEY_PEPPER"])
+    except Unauthorized as error:
+        g.auth_error = error
+
+
+def authorise():
+    """Refuse the request unless its key holds its endpoint's permission.
+
+    Raises:
+        Unauthorized: 401, no valid key (see :func:`authenticate`).
+        Forbidden: 403, the key's role lacks the permission.
+    """
+    if is_public(request.endpoint):
+        return
+    if g.auth_error is not None:
+        raise g.auth_error
+
+    key = g.api_key
+    permission = ENDPOINT_PERMISSIONS[request.endpoint]
     if permission != ANY_KEY and not roles.allows(key.role, permission):
-        logger.warning(
-            "auth: forbidden prefix=%s role=%s permission=%s",
-            key.prefix,
-            key.role,
-            permission,
+        events.record(
+            session,
+            "forbidden",
+            key_prefix=key.prefix,
+            client_address=request.remote_addr,
+            endpoint=request.endpoint,
+            details={"role": key.role, "permission": permission},
         )
         raise Forbidden(f"role '{key.role}' lacks the permission '{permission}'")
+
+
+def can_read_all(key):
+    """Return whether ``key`` may read every job, not only its own."""
+    return roles.allows(key.role, roles.READ_ALL_CLASSIFICATIONS)

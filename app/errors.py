@@ -46,6 +46,13 @@ class NotFound(ApiError):
     code = "not_found"
 
 
+class Conflict(ApiError):
+    """The resource is in a state that does not allow the change."""
+
+    status = 409
+    code = "conflict"
+
+
 class UnsupportedMediaType(ApiError):
     """The body is not JSON."""
 

@@ -72,6 +72,66 @@ class DefaultConfig:
     # Extra Celery settings, merged over those derived in celery_settings().
     CELERY = {}
 
+    # --- Security: keys, rate limits, proxies, headers -----------------------
+    # Seconds a rotated key keeps working beside its replacement, so clients
+    # can switch over without an outage (`flask keys rotate`, POST
+    # /v1/keys/<prefix>/rotate). A rotation may ask for less, never more
+    # than KEY_MAX_GRACE_SECONDS.
+    KEY_ROTATION_GRACE_SECONDS = 24 * 3600
+    KEY_MAX_GRACE_SECONDS = 30 * 24 * 3600
+    # Rate limits (flask-limiter: https://flask-limiter.readthedocs.io/).
+    # On by default; the test config turns them off and the tests of limits
+    # turn them back on.
+    RATELIMIT_ENABLED = True
+    # Where the counters, strikes and bans live, shared by every gunicorn
+    # worker. A Redis database of its own, apart from the broker's.
+    RATELIMIT_STORAGE_URL = "redis://127.0.0.1:6379/2"
+    # Seconds a limiter call waits on Redis before the request goes on
+    # without it (classification endpoints) or gets a 503 (key management).
+    RATELIMIT_STORAGE_TIMEOUT_SECONDS = 0.3
+    # The seed's standard limit: 100 requests an hour with a burst of 20 a
+    # minute, shared by every standard endpoint. It applies per key to the
+    # roles not named in RATELIMIT_BY_ROLE, and per client address to
+    # requests without a valid key (on every endpoint, emergency included).
+    RATELIMIT_STANDARD = "100/hour;20/minute"
+    # Per-role limits on the standard endpoints. Operators and admins are
+    # the service's own staff and run `python -m app.client submit ...
+    # --limit 500` (500 submits and about 150 bulk polls in a minute or
+    # two), which the standard limit would cut off after 20.
+    RATELIMIT_BY_ROLE = {
+        "admin": "6000/hour;1200/minute",
+        "operator": "6000/hour;1200/minute",
+    }
+    # The emergency endpoint is exempt from the limits above and has its own
+    # bucket per key with this ceiling against floods.
+    RATELIMIT_EMERGENCY = "1200/minute"
+    # Progressive bans: a key or address that gets this many 429s within
+    # the window is banned; the first ban lasts BAN_BASE_SECONDS and each
+    # further ban within BAN_MEMORY_SECONDS lasts BAN_GROWTH times longer,
+    # up to BAN_MAX_SECONDS.
+    BAN_AFTER_BREACHES = 10
+    BAN_BREACH_WINDOW_SECONDS = 600
+    BAN_BASE_SECONDS = 300
+    BAN_GROWTH = 2
+    BAN_MAX_SECONDS = 24 * 3600
+    BAN_MEMORY_SECONDS = 7 * 24 * 3600
+    # Reverse proxies in front of the API that append to X-Forwarded-For
+    # and set X-Forwarded-Proto/-Host (Werkzeug's ProxyFix). 0 means the
+    # client address and scheme come from the socket, and forwarded headers
+    # are ignored: a client cannot pick its own rate-limit bucket.
+    TRUSTED_PROXY_COUNT = 0
+    # Security headers (flask-talisman: https://github.com/wntrblm/flask-talisman).
+    # On by default; the test config turns them off.
+    TALISMAN_ENABLED = True
+    # Redirect plain HTTP to HTTPS with a 308 (the method and body are kept,
+    # a POST never turns into a GET); /health and /ready are exempt so
+    # probes work. Off in development, where the API listens on plain HTTP
+    # on 127.0.0.1; turn it on wherever TLS terminates in front of the API
+    # (and set TRUSTED_PROXY_COUNT so the proxy's scheme is believed).
+    FORCE_HTTPS = False
+    # Strict-Transport-Security max-age, sent only over HTTPS.
+    HSTS_MAX_AGE_SECONDS = 365 * 24 * 3600
+
 
 class TestingConfig(DefaultConfig):
     """Settings the suite starts from; tests override the URLs."""
@@ -79,6 +139,9 @@ class TestingConfig(DefaultConfig):
     TESTING = True
     SECRET_KEY = "testing-secret-key"
     KEY_PEPPER = "testing-key-pepper"
+    # Off unless a test is about them (those tests turn them on).
+    RATELIMIT_ENABLED = False
+    TALISMAN_ENABLED = False
 
 
 # Settings production will not run without, and the variable that sets each.

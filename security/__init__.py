@@ -1,1 +1,1 @@
-"""Security controls: keys, roles, input validation."""
+"""Security controls: keys, roles, bans, input validation, transport headers."""

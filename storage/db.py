@@ -61,7 +61,14 @@ def get_engine():
 
 
 def create_all():
-    """Create every table that does not exist yet."""
+    """Create every table that does not exist yet.
+
+    TODO: there are no migrations, so columns added to an existing table
+    (the key rotation columns, ``jobs.input_flags``) are missing from a
+    database made by an older checkout. Acceptable while every deployment
+    starts from a fresh database; add Alembic before the first upgrade that
+    must keep its data.
+    """
     from storage import models  # noqa: F401  (registers the tables)
 
     Base.metadata.create_all(get_engine())

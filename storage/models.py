@@ -50,6 +50,14 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     use_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Rotation keeps the row (and so the prefix, the jobs and the rate-limit
+    # bucket) and replaces the secret; the old secret's hash stays valid
+    # until previous_valid_until, the grace period.
+    rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    previous_key_hash: Mapped[str | None] = mapped_column(String(64))
+    previous_valid_until: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True)
+    )
 
 
 class Job(Base):
@@ -80,6 +88,9 @@ class Job(Base):
     queue_ms: Mapped[float | None] = mapped_column(Float)
     inference_ms: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
+    # Signs of a model-poisoning attempt seen in the text when it was
+    # accepted (e.g. ["zero_width"]); the job still runs. None when clean.
+    input_flags: Mapped[list | None] = mapped_column(JSON)
 
 
 class SecurityEvent(Base):

@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -120,6 +121,7 @@ def make_test_config(redis_url, database_url, **overrides):
         "DATABASE_URL": database_url,
         "BROKER_URL": f"{redis_url}/0",
         "RESULT_BACKEND_URL": f"{redis_url}/1",
+        "RATELIMIT_STORAGE_URL": f"{redis_url}/2",
     }
     config.update(overrides)
     return config
@@ -134,7 +136,8 @@ def database_url(tmp_path):
 @pytest.fixture
 def app(redis_url, database_url):
     """The API app on a fresh database and a flushed Redis."""
-    redis.Redis.from_url(f"{redis_url}/0").flushdb()
+    for database in (0, 2):
+        redis.Redis.from_url(f"{redis_url}/{database}").flushdb()
     application = create_app(make_test_config(redis_url, database_url))
     db.create_all()
     yield application
@@ -159,10 +162,14 @@ class KeyMaker:
     def __init__(self, app):
         self.app = app
 
-    def __call__(self, role="operator", name="test"):
+    def __call__(self, role="operator", name="test", *, expires_at=None):
         with self.app.app_context():
             _row, key = key_service.create(
-                db.session, name=name, role=role, pepper=self.app.config["KEY_PEPPER"]
+                db.session,
+                name=name,
+                role=role,
+                pepper=self.app.config["KEY_PEPPER"],
+                expires_at=expires_at,
             )
         return key
 
@@ -174,6 +181,26 @@ class KeyMaker:
 def make_key(app):
     """Factory of API keys for the app."""
     return KeyMaker(app)
+
+
+class LiveServer:
+    """A real HTTP server (Werkzeug's, threaded) serving an app on 127.0.0.1."""
+
+    def __init__(self, application):
+        from werkzeug.serving import make_server
+
+        self.server = make_server("127.0.0.1", 0, application, threaded=True)
+        self.port = self.server.server_port
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc):
+        self.server.shutdown()
+        self.thread.join(timeout=10)
 
 
 class Worker:

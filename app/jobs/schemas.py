@@ -5,10 +5,17 @@ from marshmallow import RAISE
 from marshmallow import Schema
 from marshmallow import ValidationError
 from marshmallow import fields
-from marshmallow import validate
+from marshmallow import post_load
 from marshmallow import validates
 
+from security.validation import location_problems
+from security.validation import source_problems
 from security.validation import text_problems
+
+
+def _refuse(problems):
+    if problems:
+        raise ValidationError(problems)
 
 
 class SubmitSchema(Schema):
@@ -18,22 +25,35 @@ class SubmitSchema(Schema):
         unknown = RAISE
 
     text = fields.String(required=True)
-    source = fields.String(
-        load_default=None, allow_none=True, validate=validate.Length(max=50)
-    )
-    location = fields.String(
-        load_default=None, allow_none=True, validate=validate.Length(max=200)
-    )
+    source = fields.String(load_default=None, allow_none=True)
+    location = fields.String(load_default=None, allow_none=True)
 
     @validates("text")
     def _check_text(self, value, **_kwargs):
-        problems = text_problems(
-            value,
-            min_chars=current_app.config["TEXT_MIN_CHARS"],
-            max_chars=current_app.config["TEXT_MAX_CHARS"],
+        _refuse(
+            text_problems(
+                value,
+                min_chars=current_app.config["TEXT_MIN_CHARS"],
+                max_chars=current_app.config["TEXT_MAX_CHARS"],
+            )
         )
-        if problems:
-            raise ValidationError(problems)
+
+    @validates("source")
+    def _check_source(self, value, **_kwargs):
+        if value is not None:
+            _refuse(source_problems(value))
+
+    @validates("location")
+    def _check_location(self, value, **_kwargs):
+        if value is not None:
+            _refuse(location_problems(value))
+
+    @post_load
+    def _trim(self, item, **_kwargs):
+        for name in ("source", "location"):
+            if item.get(name) is not None:
+                item[name] = item[name].strip()
+        return item
 
 
 class ResultSchema(Schema):

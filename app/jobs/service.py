@@ -1,5 +1,7 @@
 """Creating and reading jobs."""
 
+from sqlalchemy import select
+
 from storage.jobs import as_utc
 from storage.models import Job
 
@@ -13,6 +15,7 @@ def create(session, *, items, queue, api_key_id):
             text=item["text"],
             source=item.get("source"),
             location=item.get("location"),
+            input_flags=item.get("input_flags"),
             api_key_id=api_key_id,
         )
         for item in items
@@ -22,16 +25,23 @@ def create(session, *, items, queue, api_key_id):
     return jobs
 
 
-def get(session, *, job_id):
-    """Return the job with ``job_id``, or None."""
-    return session.get(Job, job_id)
+def get(session, *, job_id, owner_id=None):
+    """Return the job with ``job_id``, or None; only ``owner_id``'s when given."""
+    job = session.get(Job, job_id)
+    if job is None or (owner_id is not None and job.api_key_id != owner_id):
+        return None
+    return job
 
 
-def get_many(session, *, job_ids):
-    """Return the jobs among ``job_ids`` that exist, in the order asked."""
-    from sqlalchemy import select
+def get_many(session, *, job_ids, owner_id=None):
+    """Return the jobs among ``job_ids`` that exist, in the order asked.
 
-    rows = session.scalars(select(Job).where(Job.id.in_(job_ids))).all()
+    With ``owner_id``, only that key's jobs are returned.
+    """
+    query = select(Job).where(Job.id.in_(job_ids))
+    if owner_id is not None:
+        query = query.where(Job.api_key_id == owner_id)
+    rows = session.scalars(query).all()
     by_id = {job.id: job for job in rows}
     return [by_id[job_id] for job_id in job_ids if job_id in by_id]
 

@@ -6,7 +6,9 @@ from flask import Blueprint
 from flask import g
 from flask import request
 from flask import url_for
+from marshmallow import ValidationError
 
+from app.auth import can_read_all
 from app.errors import NotFound
 from app.errors import ServiceUnavailable
 from app.errors import Unprocessable
@@ -15,6 +17,8 @@ from app.jobs.schemas import JobSchema
 from app.jobs.schemas import SubmitSchema
 from app.queueing import enqueue
 from app.requests import json_body
+from security import events
+from security import validation
 from storage.db import session
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1")
@@ -25,9 +29,37 @@ _MAX_LOOKUP_IDS = 100
 _UNQUEUED = "the job could not be queued: the broker was unavailable"
 
 
+def _load_submission():
+    body = json_body()
+    try:
+        return _submit_schema.load(body)
+    except ValidationError:
+        rules = validation.hostile_rules(body.get("text"))
+        if rules:
+            _record_input("suspicious_input", {"refused": True, "rules": rules})
+        raise
+
+
+def _record_input(kind, details):
+    events.record(
+        session,
+        kind,
+        key_prefix=g.api_key.prefix,
+        client_address=request.remote_addr,
+        endpoint=request.endpoint,
+        details=details,
+    )
+
+
 def _submit(queue):
-    item = _submit_schema.load(json_body())
+    item = _load_submission()
+    item["input_flags"] = validation.poisoning_flags(item["text"]) or None
     (job,) = service.create(session, items=[item], queue=queue, api_key_id=g.api_key.id)
+    if job.input_flags:
+        _record_input(
+            "suspicious_input",
+            {"refused": False, "flags": job.input_flags, "job_id": job.id},
+        )
     try:
         enqueue([job.id], queue)
     except ServiceUnavailable:
@@ -37,6 +69,11 @@ def _submit(queue):
     url = url_for("jobs.get", job_id=job.id)
     body = {"id": job.id, "status": "queued", "queue": queue, "links": {"self": url}}
     return body, 202, {"Location": url}
+
+
+def _owner_id():
+    """Return the key id whose jobs the caller may read, or None for all."""
+    return None if can_read_all(g.api_key) else g.api_key.id
 
 
 @bp.post("/classifications")
@@ -53,7 +90,10 @@ def submit_emergency():
 
 @bp.get("/classifications")
 def list_():
-    """Return the jobs named by ``?ids=a,b,...`` (at most 100), for bulk polling."""
+    """Return the jobs named by ``?ids=a,b,...`` (at most 100), for bulk polling.
+
+    Ids of jobs the caller may not read drop out, as unknown ids do.
+    """
     raw = request.args.get("ids", "")
     ids = [part for part in raw.split(",") if part]
     if not ids or len(ids) > _MAX_LOOKUP_IDS:
@@ -66,7 +106,7 @@ def list_():
         _job_schema.dump(
             service.to_dict(job, self_url=url_for("jobs.get", job_id=job.id))
         )
-        for job in service.get_many(session, job_ids=valid)
+        for job in service.get_many(session, job_ids=valid, owner_id=_owner_id())
     ]
     return {"items": items}
 
@@ -82,7 +122,9 @@ def _is_uuid(value):
 @bp.get("/classifications/<job_id>")
 def get(job_id):
     """Return a job's status and, once done, its result."""
-    job = service.get(session, job_id=job_id) if _is_uuid(job_id) else None
+    job = None
+    if _is_uuid(job_id):
+        job = service.get(session, job_id=job_id, owner_id=_owner_id())
     if job is None:
         raise NotFound("no such classification")
     return _job_schema.dump(

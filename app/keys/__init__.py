@@ -1,1 +1,1 @@
-"""API keys: creation and listing from the command line."""
+"""API keys: the service, the ``flask keys`` CLI and the admin endpoints."""

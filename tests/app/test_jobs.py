@@ -202,7 +202,7 @@ def test_text_of_exactly_the_limit_is_accepted(client, make_key):
     """10,000 characters is allowed; the limit counts the trimmed text."""
     response = client.post(
         "/v1/classifications",
-        json={"text": "  " + "b" * 10_000 + "  "},
+        json={"text": "  " + "abcdefghi " * 999 + "abcdefghij" + "  "},
         headers=make_key.headers(),
     )
 

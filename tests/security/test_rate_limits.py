@@ -1,0 +1,366 @@
+"""Rate limits, bans, proxies and a dead Redis, against the real test Redis."""
+
+import time
+
+import pytest
+import redis
+from sqlalchemy import select
+
+from app import create_app
+from app.client import Client
+from storage import db
+from storage.db import session
+from storage.models import SecurityEvent
+from tests.conftest import KeyMaker
+from tests.conftest import LiveServer
+from tests.conftest import free_port
+from tests.conftest import make_test_config
+
+TWEET = "Shelter on 5th street is full, families sleeping outside in the rain"
+UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
+
+
+@pytest.fixture
+def limited(redis_url, database_url):
+    """Build an app with the limiter on; extra settings per test."""
+    built = []
+
+    def build(**overrides):
+        for database in (0, 2):
+            redis.Redis.from_url(f"{redis_url}/{database}").flushdb()
+        settings = {"RATELIMIT_ENABLED": True, **overrides}
+        application = create_app(make_test_config(redis_url, database_url, **settings))
+        db.create_all()
+        built.append(application)
+        return application
+
+    yield build
+    db.session.remove()
+
+
+def _poll(client, headers, **kwargs):
+    return client.get(
+        "/v1/classifications",
+        query_string={"ids": UNKNOWN_ID},
+        headers=headers,
+        **kwargs,
+    )
+
+
+def _events(kind):
+    return session.scalars(
+        select(SecurityEvent).where(SecurityEvent.kind == kind)
+    ).all()
+
+
+def test_standard_limit_is_twenty_a_minute_then_429_with_retry_after(limited):
+    """With the default limits a viewer gets 20 polls, then a 429 in the envelope."""
+    app = limited()
+    client = app.test_client()
+    headers = KeyMaker(app).headers("viewer")
+
+    responses = [_poll(client, headers) for _ in range(21)]
+
+    assert [r.status_code for r in responses[:20]] == [200] * 20
+    assert responses[0].headers["X-RateLimit-Limit"] == "20"
+    assert responses[0].headers["X-RateLimit-Remaining"] == "19"
+    assert responses[19].headers["X-RateLimit-Remaining"] == "0"
+    refused = responses[20]
+    assert refused.status_code == 429
+    error = refused.get_json()["error"]
+    assert error["code"] == "rate_limited"
+    assert "20 per 1 minute" in error["message"]
+    assert 0 < int(refused.headers["Retry-After"]) <= 61
+    assert error["retry_after"] == int(refused.headers["Retry-After"])
+    (event,) = _events("rate_limited")
+    assert event.key_prefix and event.endpoint == "jobs.list_"
+    assert event.client_address == "127.0.0.1"
+
+
+def test_hourly_limit_of_a_hundred_also_applies(limited):
+    """The standard hour allows 100 requests even when the minute allows more."""
+    app = limited(RATELIMIT_STANDARD="100/hour;200/minute")
+    client = app.test_client()
+    headers = KeyMaker(app).headers("viewer")
+
+    codes = [_poll(client, headers).status_code for _ in range(101)]
+
+    assert codes[:100] == [200] * 100
+    assert codes[100] == 429
+
+
+def test_every_limited_response_carries_rate_limit_headers(limited):
+    """2xx, 401, 403, 404 and 422 answers of limited endpoints all carry them."""
+    app = limited()
+    client = app.test_client()
+    viewer = KeyMaker(app).headers("viewer")
+
+    responses = {
+        "ok": _poll(client, viewer),
+        "no key": _poll(client, {}),
+        "forbidden": client.post(
+            "/v1/classifications", json={"text": TWEET}, headers=viewer
+        ),
+        "not found": client.get(f"/v1/classifications/{UNKNOWN_ID}", headers=viewer),
+        "invalid": client.get("/v1/classifications", headers=viewer),
+    }
+
+    assert {k: r.status_code for k, r in responses.items()} == {
+        "ok": 200,
+        "no key": 401,
+        "forbidden": 403,
+        "not found": 404,
+        "invalid": 422,
+    }
+    for response in responses.values():
+        for name in ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"):
+            assert name in response.headers
+    assert client.get("/health").status_code == 200
+
+
+def test_emergency_has_its_own_ceiling_beside_the_standard_limit(limited):
+    """A key out of standard requests still submits emergencies, up to its own cap."""
+    app = limited(RATELIMIT_STANDARD="3/minute", RATELIMIT_EMERGENCY="5/minute")
+    client = app.test_client()
+    headers = KeyMaker(app).headers("api_user")
+
+    standard = [
+        client.post("/v1/classifications", json={"text": TWEET}, headers=headers)
+        for _ in range(4)
+    ]
+    emergency = [
+        client.post("/v1/emergency", json={"text": TWEET}, headers=headers)
+        for _ in range(6)
+    ]
+
+    assert [r.status_code for r in standard] == [202, 202, 202, 429]
+    assert [r.status_code for r in emergency] == [202] * 5 + [429]
+    assert emergency[0].headers["X-RateLimit-Limit"] == "5"
+
+
+def test_keyless_requests_are_limited_by_address_even_on_emergency(limited):
+    """Without a valid key the standard limit applies per address, emergency too."""
+    app = limited(RATELIMIT_STANDARD="4/minute")
+    client = app.test_client()
+    bad = {"Authorization": "Bearer aca_deadbeef_" + "x" * 43}
+
+    codes = [
+        client.post("/v1/emergency", json={"text": TWEET}, headers=bad).status_code
+        for _ in range(5)
+    ]
+
+    assert codes == [401, 401, 401, 401, 429]
+    assert len(_events("auth_failed")) == 5
+    (limited_event,) = _events("rate_limited")
+    assert limited_event.details["identity"] == "addr:127.0.0.1"
+
+
+def test_roles_get_their_own_limits(limited):
+    """Operators get the operator limit from settings, api users the standard one."""
+    app = limited()
+    keys = KeyMaker(app)
+    client = app.test_client()
+
+    operator = client.post(
+        "/v1/classifications", json={"text": TWEET}, headers=keys.headers("operator")
+    )
+    api_user = client.post(
+        "/v1/classifications", json={"text": TWEET}, headers=keys.headers("api_user")
+    )
+
+    assert operator.headers["X-RateLimit-Limit"] == "1200"
+    assert api_user.headers["X-RateLimit-Limit"] == "20"
+
+
+def test_two_processes_share_one_bucket_in_redis(limited, redis_url, database_url):
+    """Two apps (two gunicorn workers) on one Redis count into the same bucket."""
+    first = limited(RATELIMIT_STANDARD="6/minute")
+    second = create_app(
+        make_test_config(
+            redis_url,
+            database_url,
+            RATELIMIT_ENABLED=True,
+            RATELIMIT_STANDARD="6/minute",
+        )
+    )
+    headers = KeyMaker(first).headers("viewer")
+    clients = [first.test_client(), second.test_client()]
+
+    codes = [_poll(clients[n % 2], headers).status_code for n in range(7)]
+
+    assert codes == [200] * 6 + [429]
+
+
+def test_repeated_breaches_ban_and_the_ban_grows(limited, redis_url):
+    """Two 429s ban the key; after the ban, two more ban it twice as long."""
+    app = limited(
+        RATELIMIT_STANDARD="2/minute",
+        BAN_AFTER_BREACHES=2,
+        BAN_BASE_SECONDS=30,
+        BAN_GROWTH=2,
+    )
+    client = app.test_client()
+    key = KeyMaker(app)("viewer")
+    headers = {"Authorization": f"Bearer {key}"}
+    ban_key = f"aicrisisalert:ban:key:{key.split('_')[1]}"
+    store = redis.Redis.from_url(f"{redis_url}/2")
+
+    first = [_poll(client, headers) for _ in range(5)]
+
+    assert [r.status_code for r in first] == [200, 200, 429, 429, 429]
+    assert first[3].get_json()["error"]["code"] == "rate_limited"
+    banned = first[4]
+    assert banned.get_json()["error"]["code"] == "banned"
+    assert 25 <= int(banned.headers["Retry-After"]) <= 30
+    assert banned.headers["X-RateLimit-Remaining"] == "0"
+    assert 25_000 < store.pttl(ban_key) <= 30_000
+
+    # Redis drops a ban when it expires; deleting it is that moment.
+    store.delete(ban_key)
+    second = [_poll(client, headers) for _ in range(3)]
+
+    assert [r.get_json()["error"]["code"] for r in second] == [
+        "rate_limited",
+        "rate_limited",
+        "banned",
+    ]
+    assert 55 <= int(second[2].headers["Retry-After"]) <= 60
+    bans = _events("banned")
+    assert [(e.details["level"], e.details["seconds"]) for e in bans] == [
+        (1, 30),
+        (2, 60),
+    ]
+    assert all(e.key_prefix == key.split("_")[1] for e in bans)
+    assert len(_events("rate_limited")) == 4
+
+
+def test_banned_address_is_refused_before_its_key_is_checked(limited):
+    """An address banned for bad keys is refused even with a valid key."""
+    app = limited(RATELIMIT_STANDARD="1/minute", BAN_AFTER_BREACHES=1)
+    client = app.test_client()
+    good = KeyMaker(app).headers("viewer")
+    bad = {"Authorization": "Bearer aca_deadbeef_" + "x" * 43}
+
+    codes = [_poll(client, bad).status_code for _ in range(2)]
+    with_good_key = _poll(client, good)
+
+    assert codes == [401, 429]
+    assert with_good_key.status_code == 429
+    assert with_good_key.get_json()["error"]["code"] == "banned"
+    assert len(_events("auth_failed")) == 2
+
+
+def test_forged_forwarded_for_does_not_open_a_new_bucket(limited):
+    """With no trusted proxy, X-Forwarded-For is ignored for the client address."""
+    app = limited(RATELIMIT_STANDARD="3/minute")
+    client = app.test_client()
+
+    codes = [
+        _poll(client, {"X-Forwarded-For": f"203.0.113.{n}"}).status_code
+        for n in range(5)
+    ]
+
+    assert codes == [401, 401, 401, 429, 429]
+    addresses = {e.client_address for e in _events("auth_failed")}
+    assert addresses == {"127.0.0.1"}
+
+
+def test_one_trusted_proxy_takes_only_the_address_it_appended(limited):
+    """Behind one proxy, the proxy's last entry names the client; forged ones don't."""
+    app = limited(RATELIMIT_STANDARD="2/minute", TRUSTED_PROXY_COUNT=1)
+    client = app.test_client()
+
+    def from_client(forged, real):
+        return _poll(client, {"X-Forwarded-For": f"{forged}, {real}"}).status_code
+
+    same_client = [from_client(f"198.51.100.{n}", "192.0.2.10") for n in range(3)]
+    other_client = from_client("198.51.100.99", "192.0.2.11")
+
+    assert same_client == [401, 401, 429]
+    assert other_client == 401
+    assert {e.client_address for e in _events("auth_failed")} == {
+        "192.0.2.10",
+        "192.0.2.11",
+    }
+
+
+@pytest.fixture
+def app_with_dead_limiter_store(redis_url, database_url):
+    """Limiter on, its Redis on a port where nothing listens; the broker is up."""
+    redis.Redis.from_url(f"{redis_url}/0").flushdb()
+    dead = f"redis://127.0.0.1:{free_port()}/2"
+    application = create_app(
+        make_test_config(
+            redis_url,
+            database_url,
+            RATELIMIT_ENABLED=True,
+            RATELIMIT_STORAGE_URL=dead,
+            RATELIMIT_STANDARD="3/minute",
+        )
+    )
+    db.create_all()
+    yield application
+    db.session.remove()
+
+
+def test_dead_limiter_store_fails_open_for_jobs_and_closed_for_keys(
+    app_with_dead_limiter_store,
+):
+    """Redis down: jobs go on (in-memory limits), key admin gets 503; all fast."""
+    app = app_with_dead_limiter_store
+    client = app.test_client()
+    keys = KeyMaker(app)
+    operator, admin = keys.headers("api_user"), keys.headers("admin")
+    timings = []
+
+    def timed(call):
+        started = time.monotonic()
+        response = call()
+        timings.append(time.monotonic() - started)
+        return response
+
+    emergency = timed(
+        lambda: client.post("/v1/emergency", json={"text": TWEET}, headers=operator)
+    )
+    standard = [
+        timed(
+            lambda: client.post(
+                "/v1/classifications", json={"text": TWEET}, headers=operator
+            )
+        )
+        for _ in range(4)
+    ]
+    admin_list = timed(lambda: client.get("/v1/keys", headers=admin))
+
+    assert emergency.status_code == 202
+    # The in-memory fallback keeps the same limit per process.
+    assert [r.status_code for r in standard] == [202, 202, 202, 429]
+    assert admin_list.status_code == 503
+    assert admin_list.get_json()["error"]["code"] == "service_unavailable"
+    assert admin_list.headers["Retry-After"] == "5"
+    assert max(timings) < 1.0, timings
+
+
+def test_operator_can_run_the_client_for_500_tweets_under_default_limits(limited):
+    """The project's client (500 submits, then bulk polls) never meets a 429."""
+    app = limited()
+    key = KeyMaker(app)("operator")
+
+    with LiveServer(app) as server:
+        http = Client(server.url, key)
+        ids = [
+            http.submit(f"{TWEET} #{n}", emergency=n % 10 == 0)["id"]
+            for n in range(500)
+        ]
+        # About what `python -m app.client` sends while 500 jobs finish:
+        # five bulk polls of 100 ids every half second for 15 seconds.
+        for _round in range(30):
+            for start in range(0, 500, 100):
+                assert len(http.get_many(ids[start : start + 100])) == 100
+        last = http.http.get(
+            f"{server.url}/v1/classifications", params={"ids": ids[0]}, timeout=10
+        )
+
+    assert last.status_code == 200
+    assert int(last.headers["X-RateLimit-Remaining"]) > 0
+    assert _events("rate_limited") == []

@@ -1,0 +1,171 @@
+"""Every endpoint x every role, no key and a revoked key: 2xx, 401 or 403.
+
+The routes come from the app's url_map, so an endpoint added later is in
+the matrix at once; it fails until it has a sample request below.
+"""
+
+import pytest
+from sqlalchemy import select
+
+from app.auth import ENDPOINT_PERMISSIONS
+from app.auth import PUBLIC
+from app.jobs import service as job_service
+from app.keys import service as key_service
+from security import roles
+from storage.db import session
+from storage.models import SecurityEvent
+
+TWEET = "Bridge on route 9 collapsed, cars in the river, send rescue boats"
+CALLERS = (*roles.ROLES, "no key", "revoked key")
+
+
+class Fixtures:
+    """Keys of every role, one job per key, and fresh keys to rotate or revoke."""
+
+    def __init__(self, app, make_key):
+        self.app = app
+        self.keys = {role: make_key(role, name=role) for role in roles.ROLES}
+        revoked = make_key("admin", name="revoked")
+        key_service.revoke(
+            session, row=key_service.get_by_prefix(session, prefix=_prefix(revoked))
+        )
+        self.keys["revoked key"] = revoked
+        self.jobs = {}
+        for role, key in self.keys.items():
+            row = key_service.get_by_prefix(session, prefix=_prefix(key))
+            (job,) = job_service.create(
+                session, items=[{"text": TWEET}], queue="standard", api_key_id=row.id
+            )
+            self.jobs[role] = job.id
+
+    def target_prefix(self):
+        """A new key for this one call to rotate or revoke."""
+        row, _key = key_service.create(
+            session, name="target", role="viewer", pepper=self.app.config["KEY_PEPPER"]
+        )
+        return row.prefix
+
+
+def _prefix(key):
+    return key.split("_")[1]
+
+
+def _job_of(fx, caller):
+    return fx.jobs.get(caller, fx.jobs["admin"])
+
+
+# How to call each endpoint so that a caller allowed to use it gets a 2xx:
+# (path arguments, request keyword arguments).
+SAMPLES = {
+    "health.health": lambda fx, caller: ({}, {}),
+    "health.ready": lambda fx, caller: ({}, {}),
+    "jobs.submit": lambda fx, caller: ({}, {"json": {"text": TWEET}}),
+    "jobs.submit_emergency": lambda fx, caller: ({}, {"json": {"text": TWEET}}),
+    "jobs.get": lambda fx, caller: ({"job_id": _job_of(fx, caller)}, {}),
+    "jobs.list_": lambda fx, caller: (
+        {},
+        {"query_string": {"ids": _job_of(fx, caller)}},
+    ),
+    "keys.create": lambda fx, caller: (
+        {},
+        {"json": {"name": "new", "role": "api_user"}},
+    ),
+    "keys.list_": lambda fx, caller: ({}, {}),
+    "keys.get": lambda fx, caller: ({"prefix": fx.target_prefix()}, {}),
+    "keys.rotate": lambda fx, caller: (
+        {"prefix": fx.target_prefix()},
+        {"json": {"grace_seconds": 60}},
+    ),
+    "keys.revoke": lambda fx, caller: ({"prefix": fx.target_prefix()}, {}),
+}
+
+
+def _routes(app):
+    routes = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            routes.append((rule, method))
+    return routes
+
+
+def _expected(endpoint, caller):
+    permission = ENDPOINT_PERMISSIONS[endpoint]
+    if permission is PUBLIC:
+        return "2xx"
+    if caller in ("no key", "revoked key"):
+        return 401
+    return "2xx" if roles.allows(caller, permission) else 403
+
+
+def test_role_matrix_covers_every_route_with_the_right_status(app, client, make_key):
+    """Each route answers 2xx, 401 or 403 exactly as its permission says."""
+    fx = Fixtures(app, make_key)
+    results = {}
+    routes = _routes(app)
+    missing = sorted({rule.endpoint for rule, _m in routes} - set(SAMPLES))
+    assert not missing, f"add a sample request for {missing}"
+
+    for rule, method in routes:
+        for caller in CALLERS:
+            with app.test_request_context():
+                url_args, kwargs = SAMPLES[rule.endpoint](fx, caller)
+                path = app.url_for(rule.endpoint, **url_args)
+            headers = {}
+            if caller != "no key":
+                headers["Authorization"] = f"Bearer {fx.keys[caller]}"
+            response = client.open(path, method=method, headers=headers, **kwargs)
+            expected = _expected(rule.endpoint, caller)
+            got = "2xx" if 200 <= response.status_code < 300 else response.status_code
+            results[(rule.endpoint, method, caller)] = (expected, got)
+
+    wrong = {cell: pair for cell, pair in results.items() if pair[0] != pair[1]}
+    assert not wrong, wrong
+    # 11 routes x 6 callers at the time of writing; more only add cells.
+    assert len(results) >= 11 * len(CALLERS)
+    forbidden = session.scalars(
+        select(SecurityEvent).where(SecurityEvent.kind == "forbidden")
+    ).all()
+    assert len(forbidden) == sum(1 for e, g in results.values() if g == 403)
+    assert all(event.key_prefix and event.endpoint for event in forbidden)
+
+
+@pytest.mark.parametrize(
+    ("role", "sees_others"),
+    [("admin", True), ("viewer", True), ("operator", False)],
+)
+def test_job_reads_are_scoped_to_the_key_unless_the_role_sees_all(
+    client, make_key, role, sees_others
+):
+    """Admins and viewers read every job; an operator only its own (404 else)."""
+    submitter = make_key("operator", name="submitter")
+    other_job = client.post(
+        "/v1/classifications",
+        json={"text": TWEET},
+        headers={"Authorization": f"Bearer {submitter}"},
+    ).get_json()["id"]
+    reader = {"Authorization": f"Bearer {make_key(role, name='reader')}"}
+
+    single = client.get(f"/v1/classifications/{other_job}", headers=reader)
+    bulk = client.get(
+        "/v1/classifications", query_string={"ids": other_job}, headers=reader
+    )
+
+    assert single.status_code == (200 if sees_others else 404)
+    assert [item["id"] for item in bulk.get_json()["items"]] == (
+        [other_job] if sees_others else []
+    )
+
+
+def test_role_table_grants_the_seed_permissions():
+    """The four roles hold the design's permissions, plus who reads all jobs."""
+    assert roles.ROLE_PERMISSIONS["api_user"] == {roles.CREATE_CLASSIFICATIONS}
+    assert roles.ROLE_PERMISSIONS["operator"] == {
+        roles.READ_CLASSIFICATIONS,
+        roles.CREATE_CLASSIFICATIONS,
+    }
+    assert roles.allows("viewer", roles.VIEW_METRICS)
+    assert not roles.allows("viewer", roles.CREATE_CLASSIFICATIONS)
+    assert roles.allows("admin", roles.MANAGE_USERS)
+    assert not roles.allows("root", roles.READ_CLASSIFICATIONS)
