@@ -39,9 +39,11 @@ def create_app(test_config=None):
     from app.health.views import bp as health_bp
     from app.jobs.views import bp as jobs_bp
     from app.keys.cli import keys_cli
+    from app.webhooks.views import bp as webhooks_bp
 
     app.register_blueprint(health_bp)
     app.register_blueprint(jobs_bp)
+    app.register_blueprint(webhooks_bp)
     app.cli.add_command(keys_cli)
     app.cli.add_command(init_db_command)
     register_error_handlers(app)

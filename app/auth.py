@@ -32,6 +32,17 @@ ENDPOINT_PERMISSIONS = {
     "jobs.submit_emergency": roles.CREATE_CLASSIFICATIONS,
     "jobs.get": roles.READ_CLASSIFICATIONS,
     "jobs.list_": roles.READ_CLASSIFICATIONS,
+    # A key manages its own webhooks: whoever may submit may be called back.
+    "webhooks.create": roles.CREATE_CLASSIFICATIONS,
+    "webhooks.list_": roles.CREATE_CLASSIFICATIONS,
+    "webhooks.get": roles.CREATE_CLASSIFICATIONS,
+    "webhooks.update": roles.CREATE_CLASSIFICATIONS,
+    "webhooks.delete": roles.CREATE_CLASSIFICATIONS,
+    "webhooks.rotate_secret": roles.CREATE_CLASSIFICATIONS,
+    "webhooks.list_deliveries": roles.CREATE_CLASSIFICATIONS,
+    "webhooks.list_all_deliveries": roles.CREATE_CLASSIFICATIONS,
+    "webhooks.get_delivery": roles.CREATE_CLASSIFICATIONS,
+    "webhooks.redeliver": roles.CREATE_CLASSIFICATIONS,
 }
 
 _MISSING_KEY = "an API key is required: send 'Authorization: Bearer <key>'"

@@ -46,6 +46,13 @@ class NotFound(ApiError):
     code = "not_found"
 
 
+class Conflict(ApiError):
+    """The request clashes with the resource's current state or a limit."""
+
+    status = 409
+    code = "conflict"
+
+
 class UnsupportedMediaType(ApiError):
     """The body is not JSON."""
 
