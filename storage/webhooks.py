@@ -138,6 +138,8 @@ def record_job_events(session, jobs, *, now=None):
             )
     for delivery in deliveries:
         delivery.id = str(uuid.uuid4())
+    # Events first: without relationships the ORM does not order the inserts.
+    session.flush()
     session.add_all(deliveries)
     return [delivery.id for delivery in deliveries]
 
