@@ -7,9 +7,12 @@ against it, and the ``Host`` header carries the name. Redirects are never
 followed (``http.client`` does not follow them, and nothing here does).
 Connect and read timeouts are separate and short, and at most
 ``max_response_bytes`` of the response are read, then dropped: only the
-status code is kept.
+status code is kept. The read timeout bounds each read, not the whole
+response; a receiver that drips bytes is cut off by the delivery task's
+soft time limit, which records a retryable timeout.
 """
 
+import functools
 import http.client
 import socket
 import ssl
@@ -76,8 +79,13 @@ class _PinnedHTTPSConnection(_PinnedHTTPConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
+@functools.lru_cache(maxsize=4)
 def tls_context(ca_file=None):
-    """Return the TLS context deliveries use: verified, TLS 1.2 or later."""
+    """Return the TLS context deliveries use: verified, TLS 1.2 or later.
+
+    Cached per CA file: loading the system's store on every attempt is
+    wasted work, and one context serves any number of connections.
+    """
     context = ssl.create_default_context(cafile=ca_file)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context

@@ -226,6 +226,8 @@ def target_of(session, delivery, *, now=None):
         return endpoint.url, live_secrets(endpoint, now=now), None
 
     callback = session.get(JobCallback, delivery.callback_job_id)
+    if callback is None:
+        return None, None, "the job's callback was removed"
     return callback.url, [callback.secret], None
 
 
