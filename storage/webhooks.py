@@ -183,6 +183,16 @@ def lease(session, *, lease_seconds, delivery_ids=None, limit=500, now=None):
     return taken
 
 
+def release(session, *, delivery_id, token):
+    """Give a lease back (its message was never sent) and commit."""
+    session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id, WebhookDelivery.lease_token == token)
+        .values(lease_token=None, lease_expires_at=None)
+    )
+    session.commit()
+
+
 def start_attempt(session, *, delivery_id, token, lease_seconds, now=None):
     """Return the delivery if ``token`` still holds its lease, renewing it.
 

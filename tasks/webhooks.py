@@ -45,8 +45,8 @@ def _setting(name):
 def publish(celery, leases):
     """Send one deliver message per ``(delivery_id, token)``; return how many.
 
-    A publish that fails is logged and left: the lease expires and the
-    dispatcher sends it later.
+    A publish that fails is logged and its lease given back, so the next
+    dispatch tries again.
     """
     sent = 0
     for delivery_id, token in leases:
@@ -62,6 +62,7 @@ def publish(celery, leases):
             logger.warning(
                 "webhooks: publish failed delivery=%s error=%s", delivery_id, error
             )
+            webhooks.release(session, delivery_id=delivery_id, token=token)
             continue
         sent += 1
     return sent

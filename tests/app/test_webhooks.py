@@ -35,6 +35,12 @@ RESULT = {
 }
 
 
+@pytest.fixture
+def database_url(any_database_url):
+    """Run this module on every database backend available."""
+    return any_database_url
+
+
 def key_id(key):
     prefix = keys.parse_prefix(key)
     return session.scalars(select(ApiKey.id).where(ApiKey.prefix == prefix)).one()
@@ -475,3 +481,24 @@ def test_default_retry_schedule_spans_about_a_day(app):
         for _ in range(200)
     ]
     assert 192 <= min(jittered) < max(jittered) <= 288
+
+
+def test_publish_to_a_dead_broker_gives_the_lease_back(app, make_key):
+    """With the broker unreachable, nothing is sent and the next dispatch may retry."""
+    from celery import Celery
+
+    import config
+    from tasks.webhooks import publish
+
+    key = make_key()
+    _job, (delivery_id,) = finish(key, callback_url=PUBLIC_URL)
+    leases = webhooks.lease(session, lease_seconds=300, delivery_ids=[delivery_id])
+    # A port nothing listens on: a real connection refusal, not a stand-in.
+    settings = {**app.config, "BROKER_URL": "redis://127.0.0.1:1/0"}
+    celery = Celery("dead-broker", set_as_current=False)
+    celery.config_from_object(config.celery_settings(settings))
+
+    sent = publish(celery, leases)
+
+    assert sent == 0
+    assert webhooks.lease(session, lease_seconds=300)[0][0] == delivery_id
