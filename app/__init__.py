@@ -44,11 +44,13 @@ def create_app(test_config=None):
     from app.keys.cli import keys_cli
     from app.keys.views import bp as keys_bp
     from app.model.views import bp as model_bp
+    from app.webhooks.views import bp as webhooks_bp
 
     app.register_blueprint(health_bp)
     app.register_blueprint(jobs_bp)
     app.register_blueprint(keys_bp)
     app.register_blueprint(model_bp)
+    app.register_blueprint(webhooks_bp)
     app.cli.add_command(keys_cli)
     app.cli.add_command(init_db_command)
     register_error_handlers(app)

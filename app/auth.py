@@ -50,6 +50,17 @@ ENDPOINT_PERMISSIONS = {
     "keys.get": roles.MANAGE_USERS,
     "keys.rotate": roles.MANAGE_USERS,
     "keys.revoke": roles.MANAGE_USERS,
+    # A key manages its own webhooks: whoever may submit may be called back.
+    "webhooks.create": roles.CREATE_CLASSIFICATIONS,
+    "webhooks.list_": roles.CREATE_CLASSIFICATIONS,
+    "webhooks.get": roles.CREATE_CLASSIFICATIONS,
+    "webhooks.update": roles.CREATE_CLASSIFICATIONS,
+    "webhooks.delete": roles.CREATE_CLASSIFICATIONS,
+    "webhooks.rotate_secret": roles.CREATE_CLASSIFICATIONS,
+    "webhooks.list_deliveries": roles.CREATE_CLASSIFICATIONS,
+    "webhooks.list_all_deliveries": roles.CREATE_CLASSIFICATIONS,
+    "webhooks.get_delivery": roles.CREATE_CLASSIFICATIONS,
+    "webhooks.redeliver": roles.CREATE_CLASSIFICATIONS,
 }
 
 _MISSING_KEY = "an API key is required: send 'Authorization: Bearer <key>'"

@@ -4,6 +4,10 @@ Sends real messages from a labelled TSV through a running service, polls
 until every job has finished, and prints throughput, latency percentiles
 per queue and accuracy against the file's labels, ending with one JSON
 line.
+
+Receivers of webhooks check each delivery with :func:`verify_signature`
+(re-exported from :mod:`security.signing`, which needs only the standard
+library).
 """
 
 import argparse
@@ -17,6 +21,9 @@ from datetime import datetime
 
 import requests
 from tqdm import tqdm
+
+from security.signing import InvalidSignature  # noqa: F401  (for receivers)
+from security.signing import verify_signature  # noqa: F401  (for receivers)
 
 _POLL_IDS = 100
 _POLL_INTERVAL_SECONDS = 0.5

@@ -47,7 +47,7 @@ class NotFound(ApiError):
 
 
 class Conflict(ApiError):
-    """The resource is in a state that does not allow the change."""
+    """The request clashes with the resource's current state or a limit."""
 
     status = 409
     code = "conflict"

@@ -131,6 +131,48 @@ class DefaultConfig:
     FORCE_HTTPS = False
     # Strict-Transport-Security max-age, sent only over HTTPS.
     HSTS_MAX_AGE_SECONDS = 365 * 24 * 3600
+    # --- Webhooks -------------------------------------------------------
+    # Deliver to http:// and to loopback and private (RFC 1918, fc00::/7)
+    # addresses. For development and tests only: production refuses it.
+    # Link-local, metadata, CGNAT, multicast and the other refused ranges
+    # stay refused even when this is on.
+    WEBHOOK_ALLOW_PRIVATE = False
+    # Attempts per delivery before it is dead-lettered. With the backoff
+    # below (60 s doubling to a 4 h cap, 13 waits) the last attempt comes
+    # about 24 h after the first.
+    WEBHOOK_MAX_ATTEMPTS = 14
+    # The wait after the first failed attempt; it doubles after each.
+    WEBHOOK_RETRY_BASE_SECONDS = 60.0
+    # The longest wait between two attempts (a Retry-After is capped too).
+    WEBHOOK_RETRY_MAX_SECONDS = 4 * 3600.0
+    # Each wait is scaled by a random factor in [1 - jitter, 1 + jitter].
+    WEBHOOK_RETRY_JITTER = 0.2
+    # Seconds to open the TCP (and TLS) connection, and to wait for each
+    # read of the response.
+    WEBHOOK_CONNECT_TIMEOUT_SECONDS = 3.0
+    WEBHOOK_READ_TIMEOUT_SECONDS = 10.0
+    # Bytes of a response read before the connection is closed; the body
+    # is never stored or shown, only the status code.
+    WEBHOOK_MAX_RESPONSE_BYTES = 64 * 1024
+    # A CA bundle to verify receivers' certificates with (None: the system's).
+    WEBHOOK_CA_FILE = None
+    # How often Beat runs the dispatcher that enqueues due deliveries.
+    WEBHOOK_DISPATCH_INTERVAL_SECONDS = 5.0
+    # Deliveries the dispatcher enqueues per run at most.
+    WEBHOOK_DISPATCH_BATCH = 500
+    # Seconds a delivery stays leased to the message that was enqueued for
+    # it; after that the dispatcher enqueues it again. Well above the task's
+    # hard time limit, so a live attempt is never duplicated.
+    WEBHOOK_LEASE_SECONDS = 300
+    # Soft and hard limits of one delivery task, in seconds.
+    WEBHOOK_TASK_SOFT_TIME_LIMIT_SECONDS = 30
+    WEBHOOK_TASK_TIME_LIMIT_SECONDS = 40
+    # Default and largest overlap, in seconds, during which a rotated-out
+    # secret still signs deliveries alongside the new one.
+    WEBHOOK_SECRET_OVERLAP_SECONDS = 24 * 3600
+    WEBHOOK_MAX_SECRET_OVERLAP_SECONDS = 7 * 24 * 3600
+    # Endpoints one API key may register.
+    WEBHOOK_MAX_ENDPOINTS_PER_KEY = 20
 
 
 class TestingConfig(DefaultConfig):
@@ -163,6 +205,11 @@ def check(settings, environ=None):
         value = settings.get(key)
         if not value or value == getattr(DefaultConfig, key) or variable not in environ:
             raise ConfigError(f"{variable} must be set in production")
+    if settings.get("WEBHOOK_ALLOW_PRIVATE"):
+        raise ConfigError(
+            f"{ENV_PREFIX}_WEBHOOK_ALLOW_PRIVATE is refused in production: "
+            "webhooks must not reach private addresses"
+        )
 
 
 def celery_settings(settings):
@@ -203,6 +250,25 @@ def celery_settings(settings):
         "worker_hijack_root_logger": False,
         "worker_send_task_events": True,
         "task_send_sent_event": True,
+        "task_routes": {"webhooks.*": {"queue": "webhooks"}},
+        "task_annotations": {
+            "webhooks.deliver": {
+                "soft_time_limit": settings["WEBHOOK_TASK_SOFT_TIME_LIMIT_SECONDS"],
+                "time_limit": settings["WEBHOOK_TASK_TIME_LIMIT_SECONDS"],
+            },
+        },
+        "beat_schedule": {
+            "webhooks.dispatch": {
+                "task": "webhooks.dispatch",
+                "schedule": float(settings["WEBHOOK_DISPATCH_INTERVAL_SECONDS"]),
+                # A dispatch nobody ran in time is dropped: the next one
+                # covers the same deliveries.
+                "options": {
+                    "queue": "webhooks",
+                    "expires": float(settings["WEBHOOK_DISPATCH_INTERVAL_SECONDS"]),
+                },
+            },
+        },
     }
     derived.update(settings.get("CELERY") or {})
     return derived

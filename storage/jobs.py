@@ -4,11 +4,11 @@ Each change is committed at once, so a job's row always tells the truth
 about how far it got.
 """
 
-from datetime import UTC
-
 from sqlalchemy import select
 
+from storage import webhooks
 from storage.models import Job
+from storage.models import as_utc  # noqa: F401  (callers import it from here)
 from storage.models import utcnow
 
 # A job handed out this many times without finishing (its worker died
@@ -17,13 +17,6 @@ MAX_ATTEMPTS = 3
 _TOO_MANY_ATTEMPTS = (
     "gave up after %d attempts: the worker running this job stopped each time"
 )
-
-
-def as_utc(moment):
-    """Return ``moment`` as an aware UTC datetime (SQLite drops the zone)."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
 
 
 def claim(session, job_ids):
@@ -35,6 +28,7 @@ def claim(session, job_ids):
     rows = session.scalars(select(Job).where(Job.id.in_(job_ids))).all()
     by_id = {job.id: job for job in rows}
     claimed = []
+    given_up = []
     now = utcnow()
     for job_id in job_ids:
         job = by_id.get(job_id)
@@ -44,17 +38,25 @@ def claim(session, job_ids):
             job.status = "failed"
             job.finished_at = now
             job.error = _TOO_MANY_ATTEMPTS % job.attempts
+            given_up.append(job)
             continue
         job.status = "running"
         job.started_at = now
         job.attempts += 1
         claimed.append(job)
+    # Their deliveries are left to the dispatcher, a few seconds away.
+    webhooks.record_job_events(session, given_up, now=now)
     session.commit()
     return claimed
 
 
 def complete(session, jobs, results, *, inference_ms, review_threshold):
-    """Store one engine result per job and mark the jobs succeeded."""
+    """Store one engine result per job and mark the jobs succeeded.
+
+    Returns:
+        The ids of the webhook deliveries created in the same commit; the
+        caller enqueues them (the dispatcher picks up any it does not).
+    """
     now = utcnow()
     for job, result in zip(jobs, results, strict=True):
         job.status = "succeeded"
@@ -70,7 +72,9 @@ def complete(session, jobs, results, *, inference_ms, review_threshold):
             as_utc(job.started_at) - as_utc(job.created_at)
         ).total_seconds() * 1000
         job.error = None
+    delivery_ids = webhooks.record_job_events(session, jobs, now=now)
     session.commit()
+    return delivery_ids
 
 
 def release(session, jobs):
@@ -83,10 +87,12 @@ def release(session, jobs):
 
 
 def fail(session, jobs, reason):
-    """Mark ``jobs`` failed with ``reason``."""
+    """Mark ``jobs`` failed with ``reason``; return new webhook delivery ids."""
     now = utcnow()
     for job in jobs:
         job.status = "failed"
         job.finished_at = now
         job.error = reason
+    delivery_ids = webhooks.record_job_events(session, jobs, now=now)
     session.commit()
+    return delivery_ids

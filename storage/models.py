@@ -1,4 +1,4 @@
-"""Tables: classification jobs and API keys."""
+"""Tables: classification jobs, API keys, security events and webhooks."""
 
 import uuid
 from datetime import UTC
@@ -15,6 +15,7 @@ from sqlalchemy import String
 from sqlalchemy import Text
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
+from sqlalchemy.orm import relationship
 
 from storage.db import Base
 
@@ -26,6 +27,13 @@ ROLES = ("admin", "operator", "viewer", "api_user")
 def utcnow():
     """Return the current time, timezone-aware, in UTC."""
     return datetime.now(UTC)
+
+
+def as_utc(moment):
+    """Return ``moment`` as an aware UTC datetime (SQLite drops the zone)."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
 
 
 def new_id():
@@ -91,6 +99,8 @@ class Job(Base):
     # Signs of a model-poisoning attempt seen in the text when it was
     # accepted (e.g. ["zero_width"]); the job still runs. None when clean.
     input_flags: Mapped[list | None] = mapped_column(JSON)
+    # The callback_url it was submitted with, if any.
+    callback: Mapped["JobCallback | None"] = relationship()
 
 
 class SecurityEvent(Base):
@@ -110,3 +120,121 @@ class SecurityEvent(Base):
     client_address: Mapped[str | None] = mapped_column(String(64))
     endpoint: Mapped[str | None] = mapped_column(String(100))
     details: Mapped[dict | None] = mapped_column(JSON)
+
+
+WEBHOOK_EVENT_TYPES = ("classification.succeeded", "classification.failed")
+# pending: waiting for its next attempt; succeeded: a 2xx arrived; dead: no
+# more automatic attempts (retries used up, a refusal, or a blocked address).
+DELIVERY_STATUSES = ("pending", "succeeded", "dead")
+
+
+class WebhookEndpoint(Base):
+    """A URL an API key registered to receive events, and its signing secrets.
+
+    TODO: the secrets are stored as written, because signing needs them in
+    the clear (a hash would not do); acceptable while the database is as
+    closely held as the key pepper. Encrypt them at rest with the field
+    encryption key once that lands in security/.
+    """
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (Index("ix_webhook_endpoints_key", "api_key_id", "deleted_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"))
+    url: Mapped[str] = mapped_column(String(2048))
+    description: Mapped[str | None] = mapped_column(String(200))
+    event_types: Mapped[list] = mapped_column(JSON)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    secret: Mapped[str] = mapped_column(String(100))
+    # The secret before the last rotation, still signed with until it expires.
+    previous_secret: Mapped[str | None] = mapped_column(String(100))
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True)
+    )
+    secret_rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow
+    )
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class JobCallback(Base):
+    """The ``callback_url`` a job was submitted with, and its one-off secret."""
+
+    __tablename__ = "job_callbacks"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    secret: Mapped[str] = mapped_column(String(100))
+
+
+class WebhookEvent(Base):
+    """One event, stored once: every delivery and redelivery sends this body."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    type: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"))
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow
+    )
+    # The exact JSON bytes sent (as text), so redeliveries are identical.
+    payload: Mapped[str] = mapped_column(Text)
+
+
+class WebhookDelivery(Base):
+    """One event on its way to one URL: state, schedule and lease."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_endpoint", "endpoint_id", "created_at"),
+        Index("ix_webhook_deliveries_key", "api_key_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    event_id: Mapped[str] = mapped_column(ForeignKey("webhook_events.id"))
+    # Who may see it: the endpoint's key, or the key that submitted the job.
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
+    # Exactly one of the two is set: a registered endpoint or a job callback.
+    endpoint_id: Mapped[str | None] = mapped_column(ForeignKey("webhook_endpoints.id"))
+    callback_job_id: Mapped[str | None] = mapped_column(
+        ForeignKey("job_callbacks.job_id")
+    )
+    # The delivery this one was redelivered from, by hand.
+    redelivery_of: Mapped[str | None] = mapped_column(String(36))
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set while a message for this delivery is on the queue or running; a
+    # worker acts only on the message carrying the current token.
+    lease_token: Mapped[str | None] = mapped_column(String(36))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow
+    )
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WebhookAttempt(Base):
+    """One try of a delivery: when, what came back, how long it took."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (Index("ix_webhook_attempts_delivery", "delivery_id", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    delivery_id: Mapped[str] = mapped_column(ForeignKey("webhook_deliveries.id"))
+    number: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    # succeeded, retry (another attempt is scheduled) or dead.
+    outcome: Mapped[str] = mapped_column(String(20))

@@ -23,6 +23,7 @@ from classifier.engine import engine_loaded
 from classifier.engine import get_engine
 from storage import jobs as job_states
 from storage.db import session
+from tasks import webhooks as webhook_tasks
 
 logger = get_task_logger(__name__)
 
@@ -72,22 +73,25 @@ def classify_jobs(self, job_ids):
                 countdown=_COLD_START_RETRY_SECONDS, max_retries=_COLD_START_RETRIES
             ) from None
         logger.warning("classify: soft time limit jobs=%d", len(jobs))
-        job_states.fail(session, jobs, _TIMED_OUT)
+        webhook_tasks.enqueue(job_states.fail(session, jobs, _TIMED_OUT))
         raise
     except Exception as error:
         # Record why before Celery logs the traceback, so no job is left
         # "running" by a fault of the model.
         session.rollback()
-        job_states.fail(session, jobs, f"classification failed: {type(error).__name__}")
+        reason = f"classification failed: {type(error).__name__}"
+        webhook_tasks.enqueue(job_states.fail(session, jobs, reason))
         raise
 
-    job_states.complete(
+    delivery_ids = job_states.complete(
         session,
         jobs,
         results,
         inference_ms=inference_ms,
         review_threshold=current_app.config["REVIEW_CONFIDENCE_THRESHOLD"],
     )
+    # After the commit above, so a worker never looks for rows not yet there.
+    webhook_tasks.enqueue(delivery_ids)
     logger.info(
         "classify: done jobs=%d inference_ms=%.1f queue=%s",
         len(jobs),

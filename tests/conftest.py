@@ -278,6 +278,59 @@ class Worker:
         self.log.close()
 
 
+class Beat:
+    """A real ``celery beat`` process, its schedule file in a test folder."""
+
+    def __init__(self, env, folder):
+        self.env = env
+        self.folder = Path(folder)
+        self.log_path = self.folder / "beat.log"
+        self.process = None
+
+    def start(self):
+        self.log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "workers.celery_app",
+                "beat",
+                "--schedule",
+                str(self.folder / "celerybeat-schedule"),
+                "--loglevel",
+                "DEBUG",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_for(
+            lambda: (
+                b"beat: Starting" in self.log_path.read_bytes()
+                or self.process.poll() is not None
+            ),
+            timeout=60,
+            message="beat to start",
+        )
+        if self.process.poll() is not None:
+            raise AssertionError(self.log_path.read_text(errors="replace")[-3000:])
+        return self
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=30)
+        self.log.close()
+
+
 def worker_env(redis_url, database_url, **settings):
     """Environment for a worker process using the test Redis and database."""
     env = dict(os.environ)

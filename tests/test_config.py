@@ -56,3 +56,35 @@ def test_environment_values_parse_as_json():
     assert celery["task_acks_late"] and celery["task_reject_on_worker_lost"]
     assert celery["worker_prefetch_multiplier"] == 1
     assert celery["accept_content"] == ["json"]
+
+
+def test_production_refuses_webhooks_to_private_addresses():
+    """AICRISISALERT_WEBHOOK_ALLOW_PRIVATE is for development and tests only."""
+    env = production_env(AICRISISALERT_WEBHOOK_ALLOW_PRIVATE="1")
+
+    with pytest.raises(
+        config.ConfigError, match="AICRISISALERT_WEBHOOK_ALLOW_PRIVATE is refused"
+    ):
+        config.load(env)
+    assert config.load({"AICRISISALERT_WEBHOOK_ALLOW_PRIVATE": "1"})[
+        "WEBHOOK_ALLOW_PRIVATE"
+    ]
+    assert config.load(production_env())["WEBHOOK_ALLOW_PRIVATE"] is False
+
+
+def test_webhook_deliveries_have_their_queue_and_a_beat_dispatcher():
+    """webhooks.* route to the webhooks queue; Beat runs the dispatcher."""
+    celery = config.celery_settings(
+        config.load({"AICRISISALERT_WEBHOOK_DISPATCH_INTERVAL_SECONDS": "2"})
+    )
+
+    assert celery["task_routes"] == {"webhooks.*": {"queue": "webhooks"}}
+    entry = celery["beat_schedule"]["webhooks.dispatch"]
+    assert (entry["task"], entry["schedule"]) == ("webhooks.dispatch", 2.0)
+    assert entry["options"]["queue"] == "webhooks"
+    limits = celery["task_annotations"]["webhooks.deliver"]
+    assert limits["soft_time_limit"] < limits["time_limit"]
+    settings = config.load({})
+    assert (
+        settings["WEBHOOK_LEASE_SECONDS"] > settings["WEBHOOK_TASK_TIME_LIMIT_SECONDS"]
+    )

@@ -1,6 +1,8 @@
 """The Celery application the workers and Beat run: ``celery -A workers.celery_app``.
 
-Queues: ``emergency`` and ``standard``. A worker started with
+Queues: ``emergency``, ``standard`` and ``webhooks`` (deliveries, served
+by a worker of their own so a slow receiver never holds up a
+classification). A worker started with
 ``-Q emergency,standard`` serves every waiting emergency job first: the
 broker is polled with the ``priority`` queue order strategy (one BRPOP
 over the queues in the listed order), and each worker process holds at
@@ -24,13 +26,13 @@ from kombu import Queue  # noqa: E402
 from app import create_app  # noqa: E402
 from storage import db  # noqa: E402
 
-QUEUES = ("emergency", "standard")
+QUEUES = ("emergency", "standard", "webhooks")
 
 flask_app = create_app()
 celery = flask_app.extensions["celery"]
 celery.conf.update(
     task_queues=[Queue(name, Exchange(name), routing_key=name) for name in QUEUES],
-    include=["tasks.classify"],
+    include=["tasks.classify", "tasks.webhooks"],
 )
 
 

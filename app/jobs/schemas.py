@@ -8,9 +8,12 @@ from marshmallow import fields
 from marshmallow import post_load
 from marshmallow import validates
 
+from app.webhooks.schemas import check_webhook_url
 from security.validation import location_problems
 from security.validation import source_problems
 from security.validation import text_problems
+from storage.serialize import JobSchema  # noqa: F401  (re-exported)
+from storage.serialize import ResultSchema  # noqa: F401  (re-exported)
 
 
 def _refuse(problems):
@@ -27,6 +30,10 @@ class SubmitSchema(Schema):
     text = fields.String(required=True)
     source = fields.String(load_default=None, allow_none=True)
     location = fields.String(load_default=None, allow_none=True)
+    # Where to POST the signed classification.succeeded/failed event.
+    callback_url = fields.String(
+        load_default=None, allow_none=True, validate=check_webhook_url
+    )
 
     @validates("text")
     def _check_text(self, value, **_kwargs):
@@ -54,32 +61,3 @@ class SubmitSchema(Schema):
             if item.get(name) is not None:
                 item[name] = item[name].strip()
         return item
-
-
-class ResultSchema(Schema):
-    """The model's answer for one job."""
-
-    category = fields.String()
-    confidence = fields.Float()
-    scores = fields.Dict(keys=fields.String(), values=fields.Float())
-    model_version = fields.String()
-    truncated = fields.Boolean()
-    needs_review = fields.Boolean()
-    queue_ms = fields.Float()
-    inference_ms = fields.Float()
-
-
-class JobSchema(Schema):
-    """A job as clients see it."""
-
-    id = fields.String()
-    status = fields.String()
-    queue = fields.String()
-    source = fields.String(allow_none=True)
-    location = fields.String(allow_none=True)
-    created_at = fields.AwareDateTime(default_timezone=None)
-    started_at = fields.AwareDateTime(allow_none=True)
-    finished_at = fields.AwareDateTime(allow_none=True)
-    result = fields.Nested(ResultSchema, allow_none=True)
-    error = fields.String(allow_none=True)
-    links = fields.Dict(keys=fields.String(), values=fields.String())

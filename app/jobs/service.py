@@ -2,12 +2,18 @@
 
 from sqlalchemy import select
 
-from storage.jobs import as_utc
+from security import signing
+from storage import serialize
 from storage.models import Job
+from storage.models import JobCallback
 
 
 def create(session, *, items, queue, api_key_id):
-    """Insert one queued job per item and commit; return the jobs in order."""
+    """Insert one queued job per item and commit; return the jobs in order.
+
+    An item with a ``callback_url`` also gets a JobCallback with a fresh
+    secret (``job.callback``), which its event is signed with.
+    """
     jobs = [
         Job(
             queue=queue,
@@ -20,6 +26,12 @@ def create(session, *, items, queue, api_key_id):
         )
         for item in items
     ]
+    for job, item in zip(jobs, items, strict=True):
+        job.callback = None
+        if item.get("callback_url"):
+            job.callback = JobCallback(
+                url=item["callback_url"], secret=signing.new_secret()
+            )
     session.add_all(jobs)
     session.commit()
     return jobs
@@ -55,28 +67,4 @@ def mark_unqueued(session, *, jobs, reason):
 
 def to_dict(job, *, self_url):
     """Return the job in the shape of ``JobSchema``."""
-    result = None
-    if job.status == "succeeded":
-        result = {
-            "category": job.category,
-            "confidence": job.confidence,
-            "scores": job.scores,
-            "model_version": job.model_version,
-            "truncated": job.truncated,
-            "needs_review": job.needs_review,
-            "queue_ms": job.queue_ms,
-            "inference_ms": job.inference_ms,
-        }
-    return {
-        "id": job.id,
-        "status": job.status,
-        "queue": job.queue,
-        "source": job.source,
-        "location": job.location,
-        "created_at": as_utc(job.created_at),
-        "started_at": as_utc(job.started_at),
-        "finished_at": as_utc(job.finished_at),
-        "result": result,
-        "error": job.error,
-        "links": {"self": self_url},
-    }
+    return serialize.to_dict(job, self_url=self_url)

@@ -68,6 +68,9 @@ def _submit(queue):
 
     url = url_for("jobs.get", job_id=job.id)
     body = {"id": job.id, "status": "queued", "queue": queue, "links": {"self": url}}
+    if job.callback is not None:
+        # Shown this once: the receiver verifies the callback's signature with it.
+        body["callback_secret"] = job.callback.secret
     return body, 202, {"Location": url}
 
 

@@ -12,9 +12,13 @@ from app.auth import ENDPOINT_PERMISSIONS
 from app.auth import PUBLIC
 from app.jobs import service as job_service
 from app.keys import service as key_service
+from app.webhooks import service as webhook_service
 from security import roles
 from storage.db import session
 from storage.models import SecurityEvent
+from storage.models import WebhookDelivery
+from storage.models import WebhookEvent
+from storage.models import utcnow
 
 TWEET = "Bridge on route 9 collapsed, cars in the river, send rescue boats"
 CALLERS = (*roles.ROLES, "no key", "revoked key")
@@ -38,6 +42,50 @@ class Fixtures:
                 session, items=[{"text": TWEET}], queue="standard", api_key_id=row.id
             )
             self.jobs[role] = job.id
+
+    def key_id(self, caller):
+        """The id of the caller's key (the admin's for callers without one)."""
+        key = self.keys.get(caller, self.keys["admin"])
+        return key_service.get_by_prefix(session, prefix=_prefix(key)).id
+
+    def endpoint(self, caller):
+        """A fresh webhook endpoint of the caller's key; returns its id."""
+        row = webhook_service.create(
+            session,
+            api_key_id=self.key_id(caller),
+            url="https://8.8.8.8/hook",
+            event_types=["classification.succeeded"],
+            description=None,
+            enabled=True,
+        )
+        return row.id
+
+    def dead_delivery(self, caller):
+        """A dead-lettered delivery of the caller's key; returns its id.
+
+        Written straight to the tables: no delivery is attempted here.
+        """
+        endpoint_id = self.endpoint(caller)
+        event = WebhookEvent(
+            type="classification.succeeded",
+            job_id=_job_of(self, caller),
+            created_at=utcnow(),
+            payload="{}",
+        )
+        session.add(event)
+        session.flush()
+        delivery = WebhookDelivery(
+            event_id=event.id,
+            api_key_id=self.key_id(caller),
+            endpoint_id=endpoint_id,
+            status="dead",
+            attempt_count=1,
+            created_at=utcnow(),
+            finished_at=utcnow(),
+        )
+        session.add(delivery)
+        session.commit()
+        return delivery.id
 
     def target_prefix(self):
         """A new key for this one call to rotate or revoke."""
@@ -79,6 +127,34 @@ SAMPLES = {
         {"json": {"grace_seconds": 60}},
     ),
     "keys.revoke": lambda fx, caller: ({"prefix": fx.target_prefix()}, {}),
+    "webhooks.create": lambda fx, caller: (
+        {},
+        {"json": {"url": "https://8.8.8.8/hook"}},
+    ),
+    "webhooks.list_": lambda fx, caller: ({}, {}),
+    "webhooks.get": lambda fx, caller: ({"endpoint_id": fx.endpoint(caller)}, {}),
+    "webhooks.update": lambda fx, caller: (
+        {"endpoint_id": fx.endpoint(caller)},
+        {"json": {"enabled": False}},
+    ),
+    "webhooks.delete": lambda fx, caller: ({"endpoint_id": fx.endpoint(caller)}, {}),
+    "webhooks.rotate_secret": lambda fx, caller: (
+        {"endpoint_id": fx.endpoint(caller)},
+        {"json": {}},
+    ),
+    "webhooks.list_deliveries": lambda fx, caller: (
+        {"endpoint_id": fx.endpoint(caller)},
+        {},
+    ),
+    "webhooks.list_all_deliveries": lambda fx, caller: ({}, {}),
+    "webhooks.get_delivery": lambda fx, caller: (
+        {"delivery_id": fx.dead_delivery(caller)},
+        {},
+    ),
+    "webhooks.redeliver": lambda fx, caller: (
+        {"delivery_id": fx.dead_delivery(caller)},
+        {},
+    ),
 }
 
 

@@ -1,0 +1,1 @@
+"""Webhooks: endpoints per API key, and the deliveries made to them."""
