@@ -32,6 +32,12 @@ ENDPOINT_PERMISSIONS = {
     "jobs.submit_emergency": roles.CREATE_CLASSIFICATIONS,
     "jobs.get": roles.READ_CLASSIFICATIONS,
     "jobs.list_": roles.READ_CLASSIFICATIONS,
+    "watch.list_alerts": roles.MANAGE_USERS,
+    "watch.get_alert": roles.MANAGE_USERS,
+    "watch.list_actions": roles.MANAGE_USERS,
+    "watch.reverse_action": roles.MANAGE_USERS,
+    "watch.get_evidence": roles.MANAGE_USERS,
+    "watch.metrics_page": roles.VIEW_METRICS,
 }
 
 _MISSING_KEY = "an API key is required: send 'Authorization: Bearer <key>'"

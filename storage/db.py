@@ -63,6 +63,7 @@ def get_engine():
 def create_all():
     """Create every table that does not exist yet."""
     from storage import models  # noqa: F401  (registers the tables)
+    from storage import monitoring  # noqa: F401  (registers the tables)
 
     Base.metadata.create_all(get_engine())
 

@@ -17,6 +17,8 @@ from celery.utils.log import get_task_logger
 from flask import current_app
 from sqlalchemy.exc import OperationalError
 
+from monitoring import batches
+from monitoring import state
 from storage import jobs as job_states
 from storage.db import session
 
@@ -71,6 +73,13 @@ def classify_jobs(self, job_ids):
         results,
         inference_ms=inference_ms,
         review_threshold=current_app.config["REVIEW_CONFIDENCE_THRESHOLD"],
+    )
+    batches.record(
+        session,
+        state.client_for(current_app.config),
+        queue=jobs[0].queue,
+        batch_size=len(jobs),
+        inference_ms=inference_ms,
     )
     logger.info(
         "classify: done jobs=%d inference_ms=%.1f queue=%s",
