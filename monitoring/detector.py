@@ -12,6 +12,14 @@ through a logistic that sends the baseline's median to 0.5 and its
 ``quantile`` to 0.8, so the seed's threshold of 0.8 flags about
 ``1 - quantile`` of requests like the baseline, and far fewer of them in
 a row from one client.
+
+A forest cannot tell how far beyond its training range a value lies:
+every split sends a value past the largest one seen down the same branch
+as that largest one, so a 9,000-character text scores like the longest
+tweet of the baseline. Each feature's baseline range is therefore kept
+too, and a request outside it scores ``1 - 0.2 ** (excess / 0.5)``,
+where ``excess`` is how far outside it lies in widths of that range (half
+a width out scores 0.8). The request's score is the higher of the two.
 """
 
 import bisect
@@ -38,6 +46,8 @@ FEATURES = (
 )
 _HOUR_SECONDS = 3600
 _LOGIT_08 = math.log(4)  # logistic(ln 4) = 0.8
+# Range widths outside the baseline at which the range score reaches 0.8.
+_EXCESS_AT_08 = 0.5
 _cache = {}
 
 
@@ -93,10 +103,12 @@ def _utc(moment):
 class Detector:
     """A fitted forest and the calibration that maps its score to [0, 1]."""
 
-    def __init__(self, forest, *, center, scale, fitted_at, baseline_rows):
+    def __init__(self, forest, *, center, scale, low, high, fitted_at, baseline_rows):
         self.forest = forest
         self.center = center
         self.scale = scale
+        self.low = low
+        self.high = high
         self.fitted_at = fitted_at
         self.baseline_rows = baseline_rows
 
@@ -113,6 +125,8 @@ class Detector:
             forest,
             center=center,
             scale=spread / _LOGIT_08,
+            low=matrix.min(axis=0),
+            high=matrix.max(axis=0),
             fitted_at=fitted_at,
             baseline_rows=len(matrix),
         )
@@ -122,7 +136,13 @@ class Detector:
         if len(matrix) == 0:
             return np.zeros(0)
         raw = -self.forest.score_samples(matrix)
-        return 1.0 / (1.0 + np.exp(-(raw - self.center) / self.scale))
+        forest_score = 1.0 / (1.0 + np.exp(-(raw - self.center) / self.scale))
+        # A feature seen at one value only (all weekdays) still has a width.
+        width = np.maximum(self.high - self.low, 1.0)
+        outside = np.maximum(self.low - matrix, matrix - self.high).clip(min=0)
+        excess = (outside / width).max(axis=1)
+        range_score = 1.0 - 0.2 ** (excess / _EXCESS_AT_08)
+        return np.maximum(forest_score, range_score)
 
     def save(self, path):
         """Write the detector to ``path`` atomically (a reader never sees half)."""

@@ -51,7 +51,7 @@ def failed_auth_rate(session, *, now, threshold):
         session.execute(
             select(SecurityEvent.client_address, func.count())
             .where(SecurityEvent.kind == "auth_failed")
-            .where(SecurityEvent.created_at >= since)
+            .where(SecurityEvent.created_at >= since, SecurityEvent.created_at <= now)
             .group_by(SecurityEvent.client_address)
         ).all()
     )
@@ -90,7 +90,7 @@ def _per_subject_hourly(session, *, kind, now, threshold, alert_type, what):
     rows = session.execute(
         select(SecurityEvent.key_prefix, SecurityEvent.client_address, func.count())
         .where(SecurityEvent.kind == kind)
-        .where(SecurityEvent.created_at >= since)
+        .where(SecurityEvent.created_at >= since, SecurityEvent.created_at <= now)
         .group_by(SecurityEvent.key_prefix, SecurityEvent.client_address)
     ).all()
     counts = Counter()
@@ -145,7 +145,8 @@ def anomalous_requests(
     window_start = now - timedelta(seconds=window_seconds)
     rows = session.scalars(
         select(RequestLog).where(
-            RequestLog.created_at >= window_start - timedelta(seconds=_HOUR_SECONDS)
+            RequestLog.created_at >= window_start - timedelta(seconds=_HOUR_SECONDS),
+            RequestLog.created_at <= now,
         )
     ).all()
     recent = [row for row in rows if detector_lib._utc(row.created_at) >= window_start]

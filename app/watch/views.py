@@ -112,7 +112,7 @@ def get_evidence(evidence_id):
 def metrics_page():
     """Return the metrics in the Prometheus text format."""
     counts = dict(
-        session.execute(select(Job.status, func.count()).group_by(Job.status))
+        session.execute(select(Job.status, func.count()).group_by(Job.status)).all()
     )
     try:
         body = metrics.render(
