@@ -1,8 +1,10 @@
 """gunicorn settings, read from the service's own settings."""
 
-import config
+# Imported under a private name: gunicorn reads every public name of this
+# module as a setting, and "config" is one of its own.
+import config as _config
 
-_settings = config.load()
+_settings = _config.load()
 
 bind = f"{_settings['HOST']}:{_settings['PORT']}"
 workers = int(_settings["WEB_WORKERS"])

@@ -60,6 +60,7 @@ def _start():
         logger.warning("watch: blocklist unreadable error=%s", type(error).__name__)
         return
     if blocked:
+        g.blocked = True
         raise Blocked(_BLOCKED)
 
 
@@ -81,7 +82,10 @@ def _finish(response):
         "text_length": _text_length(),
         "user_agent_length": len(request.headers.get("User-Agent", "")),
     }
-    requestlog.record(**row)
+    # A blocked client is counted, not logged row by row: a flood from a
+    # blocked address must not turn into a flood of database writes.
+    if not g.get("blocked"):
+        requestlog.record(**row)
     client = state.client_for(current_app.config)
     metrics.safely(
         metrics.increment,

@@ -2,11 +2,13 @@
 
 import logging
 
+from sqlalchemy import func
 from sqlalchemy import select
 
 from security import events
 from security import keys
 from storage.db import session
+from storage.monitoring import RequestLog
 from storage.monitoring import ResponseAction
 from tests.conftest import wait_for
 from tests.monitoring.conftest import ATTACKER
@@ -29,10 +31,18 @@ def _actions(app, action):
         ).all()
 
 
+def _request_logs(app):
+    with app.app_context():
+        return session.scalar(select(func.count()).select_from(RequestLog))
+
+
 def test_block_takes_effect_on_next_request_and_lapses_on_time(
     app, client, watch, make_key
 ):
-    """After the alert the address gets 403 at once; the block lapses by itself."""
+    """After the alert the address gets 403 at once; the block lapses by itself.
+
+    Blocked requests are counted in the metrics but add no request-log rows.
+    """
     app.config["RESPONSE_BLOCK_SECONDS"] = 2
     headers = make_key.headers("operator")
     assert _get(client, headers, ATTACKER).status_code == 200
@@ -40,9 +50,11 @@ def test_block_takes_effect_on_next_request_and_lapses_on_time(
 
     watch.check()
 
+    logged = _request_logs(app)
     blocked = _get(client, headers, ATTACKER)
     assert blocked.status_code == 403
     assert blocked.get_json()["error"]["code"] == "address_blocked"
+    assert _request_logs(app) == logged
     assert _get(client, headers, BYSTANDER).status_code == 200
     (event,) = watch.events("address_blocked")
     assert event.client_address == ATTACKER
