@@ -210,3 +210,32 @@ def test_alerts_endpoint_is_for_admins_only(app, client, watch, make_key):
     ]
     assert refused.status_code == 403
     assert bad_limit.status_code == 422
+
+
+def test_cli_lists_alerts_actions_and_blocks(app, client, runner, watch):
+    """``flask watch alerts|actions|blocks`` show what the check did."""
+    fail_logins(client, 11)
+    watch.check()
+
+    alerts = runner.invoke(args=["watch", "alerts"])
+    actions = runner.invoke(args=["watch", "actions"])
+    blocks = runner.invoke(args=["watch", "blocks"])
+    missing = runner.invoke(args=["watch", "reverse", "9999"])
+
+    assert f"failed_auth_rate        address:{ATTACKER}" in alerts.output
+    assert "11 failed authentications in a minute" in alerts.output
+    assert "block_address      192.0.2.66            active" in actions.output
+    assert "collect_evidence" in actions.output
+    (line,) = blocks.output.splitlines()
+    address, seconds = line.split()
+    assert address == ATTACKER and 3590 <= int(seconds[:-1]) <= 3600
+    assert missing.exit_code == 1 and "no action 9999" in missing.output
+
+
+def test_unknown_alert_and_evidence_are_404(client, make_key):
+    """Ids that do not exist, or are not numbers, answer 404 in the envelope."""
+    admin = make_key.headers("admin")
+    for path in ("/v1/alerts/42", "/v1/alerts/abc", "/v1/evidence/7"):
+        response = client.get(path, headers=admin)
+        assert response.status_code == 404
+        assert response.get_json()["error"]["code"] == "not_found"

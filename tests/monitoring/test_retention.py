@@ -22,6 +22,12 @@ from storage.monitoring import RetentionRun
 DAY = timedelta(days=1)
 
 
+@pytest.fixture
+def database_url(any_database_url):
+    """Run this module on every database backend available."""
+    return any_database_url
+
+
 def _request_log(moment):
     return RequestLog(
         created_at=moment,

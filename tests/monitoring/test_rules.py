@@ -8,6 +8,7 @@ checks) are built on other branches; the rules read the same rows.
 
 import time
 
+import pytest
 from sqlalchemy import func
 from sqlalchemy import select
 
@@ -19,6 +20,12 @@ from storage.monitoring import ResponseAction
 from tests.monitoring.conftest import ATTACKER
 from tests.monitoring.conftest import BYSTANDER
 from tests.monitoring.conftest import fail_logins
+
+
+@pytest.fixture
+def database_url(any_database_url):
+    """Run this module on every database backend available."""
+    return any_database_url
 
 
 def _alerts(app):
