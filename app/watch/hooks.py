@@ -39,6 +39,12 @@ def init_app(app):
     app.teardown_request(_forget_request_id)
 
 
+# TODO: the address is the peer's (request.remote_addr). Behind a reverse
+# proxy every client shares the proxy's address, so a block would lock
+# everyone out; before deploying behind one, apply werkzeug's ProxyFix with
+# the number of trusted proxies in the factory.
+
+
 def _watched():
     return request.blueprint not in _UNWATCHED_BLUEPRINTS
 
