@@ -1,7 +1,5 @@
 """The Flask application factory."""
 
-import logging
-
 import click
 from flask import Flask
 from flask import g
@@ -12,6 +10,8 @@ from app import auth
 from app import limits
 from app.errors import register_error_handlers
 from app.queueing import init_celery
+from app.watch import hooks as watch_hooks
+from monitoring import logs
 from security import headers
 from storage import db
 
@@ -27,10 +27,7 @@ def create_app(test_config=None):
         app.config.update(test_config)
     config.check(app.config)
     app.json.sort_keys = False
-    logging.basicConfig(
-        level=app.config["LOG_LEVEL"],
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    logs.configure(level=app.config["LOG_LEVEL"], fmt=logs.log_format(app.config))
 
     config.VAR_DIR.mkdir(exist_ok=True)
     db.init_engine(
@@ -44,17 +41,23 @@ def create_app(test_config=None):
     from app.keys.cli import keys_cli
     from app.keys.views import bp as keys_bp
     from app.model.views import bp as model_bp
+    from app.watch.cli import watch_cli
+    from app.watch.views import bp as watch_bp
     from app.webhooks.views import bp as webhooks_bp
 
     app.register_blueprint(health_bp)
     app.register_blueprint(jobs_bp)
     app.register_blueprint(keys_bp)
     app.register_blueprint(model_bp)
+    app.register_blueprint(watch_bp)
     app.register_blueprint(webhooks_bp)
     app.cli.add_command(keys_cli)
+    app.cli.add_command(watch_cli)
     app.cli.add_command(init_db_command)
     register_error_handlers(app)
     auth.check_routes(app)
+    # First: the request id and the blocklist come before authentication.
+    watch_hooks.init_app(app)
     _install_guards(app)
 
     @app.teardown_appcontext

@@ -61,6 +61,12 @@ ENDPOINT_PERMISSIONS = {
     "webhooks.list_all_deliveries": roles.CREATE_CLASSIFICATIONS,
     "webhooks.get_delivery": roles.CREATE_CLASSIFICATIONS,
     "webhooks.redeliver": roles.CREATE_CLASSIFICATIONS,
+    "watch.list_alerts": roles.MANAGE_USERS,
+    "watch.get_alert": roles.MANAGE_USERS,
+    "watch.list_actions": roles.MANAGE_USERS,
+    "watch.reverse_action": roles.MANAGE_USERS,
+    "watch.get_evidence": roles.MANAGE_USERS,
+    "watch.metrics_page": roles.VIEW_METRICS,
 }
 
 _MISSING_KEY = "an API key is required: send 'Authorization: Bearer <key>'"

@@ -14,6 +14,7 @@ from flask import current_app
 
 import config
 from app.errors import ServiceUnavailable
+from monitoring import logs
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ def enqueue(job_ids, queue):
             task_id=job_ids[0] if len(job_ids) == 1 else None,
             ignore_result=True,
             retry=False,
+            # The worker logs the job under the request that submitted it.
+            headers={logs.TASK_HEADER: logs.current_request_id()},
         )
     except _BROKER_ERRORS as error:
         logger.error(

@@ -173,6 +173,67 @@ class DefaultConfig:
     WEBHOOK_MAX_SECRET_OVERLAP_SECONDS = 7 * 24 * 3600
     # Endpoints one API key may register.
     WEBHOOK_MAX_ENDPOINTS_PER_KEY = 20
+    # --- Monitoring: logs, metrics, retention, anomaly checks, response ---
+    # "text" or "json" (one JSON object a line); production defaults to json.
+    LOG_FORMAT = None
+    # Redis holding the blocklist, the detailed-logging switch and the
+    # metric counters; None means the broker's Redis (keys are prefixed).
+    MONITOR_REDIS_URL = None
+    # Days each kind of record is kept. Classifications are the job rows;
+    # request logs the per-request rows (never the text); metrics the
+    # per-batch inference rows; audit records the security events, alerts,
+    # response actions, evidence and retention runs.
+    RETENTION_CLASSIFICATIONS_DAYS = 365
+    RETENTION_REQUEST_LOGS_DAYS = 90
+    RETENTION_METRICS_DAYS = 30
+    RETENTION_AUDIT_DAYS = 2555
+    # Rows deleted per statement and commit, so a backlog never holds the
+    # database lock for long.
+    RETENTION_BATCH_SIZE = 1000
+    # Seconds between retention runs (Beat).
+    RETENTION_INTERVAL_SECONDS = 86400
+    # Seconds between anomaly checks (Beat).
+    ANOMALY_CHECK_INTERVAL_SECONDS = 60
+    # Thresholds of the seed's alert rules: an alert is raised above each.
+    ALERT_FAILED_AUTH_PER_MINUTE = 10
+    ALERT_RATE_LIMITED_PER_HOUR = 5
+    ALERT_SUSPICIOUS_INPUT_PER_HOUR = 20
+    ALERT_ANOMALY_SCORE = 0.8
+    # A key or address raises an anomaly alert when at least this many of
+    # its requests in the window score above ALERT_ANOMALY_SCORE (a single
+    # odd request is not an incident).
+    ALERT_ANOMALY_MIN_REQUESTS = 5
+    # Seconds of recent requests each anomaly check scores (the seed's 5).
+    ANOMALY_WINDOW_SECONDS = 300
+    # An alert stays open while its condition is seen again within this
+    # many seconds; only after that quiet time does a new alert start.
+    ALERT_QUIET_SECONDS = 900
+    # The IsolationForest file, its baseline and how often it is re-fitted.
+    ANOMALY_MODEL_PATH = str(VAR_DIR / "anomaly-model.joblib")
+    ANOMALY_BASELINE_DAYS = 14
+    ANOMALY_BASELINE_MAX_ROWS = 50_000
+    ANOMALY_BASELINE_MIN_ROWS = 200
+    ANOMALY_REFIT_INTERVAL_SECONDS = 86400
+    # Baseline score quantile mapped to 0.8: about 1 % of ordinary requests
+    # score above the default threshold, one at a time.
+    ANOMALY_CALIBRATION_QUANTILE = 0.99
+    # Automatic response per alert type, in order. Actions: revoke_key,
+    # block_address, detailed_logging, collect_evidence. An action that
+    # does not fit the alert's subject (revoking with no key) is skipped.
+    RESPONSE_ACTIONS = {
+        "failed_auth_rate": ["block_address", "collect_evidence"],
+        "rate_limit_violations": ["detailed_logging", "collect_evidence"],
+        "suspicious_input_rate": ["revoke_key", "collect_evidence"],
+        "anomalous_requests": ["detailed_logging", "collect_evidence"],
+    }
+    # Seconds an automatic block and detailed logging last.
+    RESPONSE_BLOCK_SECONDS = 3600
+    RESPONSE_DETAILED_LOGGING_SECONDS = 3600
+    # Requests and security events an evidence record keeps, at most each.
+    EVIDENCE_MAX_ROWS = 200
+    # Soft and hard limits of a retention run or a re-fit, in seconds.
+    MAINTENANCE_SOFT_TIME_LIMIT_SECONDS = 1800
+    MAINTENANCE_TIME_LIMIT_SECONDS = 1900
 
 
 class TestingConfig(DefaultConfig):
@@ -250,11 +311,25 @@ def celery_settings(settings):
         "worker_hijack_root_logger": False,
         "worker_send_task_events": True,
         "task_send_sent_event": True,
-        "task_routes": {"webhooks.*": {"queue": "webhooks"}},
+        # Webhook delivery and the watch have queues and workers of their
+        # own, so a slow receiver or a flood of classifications never holds
+        # up the others.
+        "task_routes": {
+            "webhooks.*": {"queue": "webhooks"},
+            "maintenance.*": {"queue": "maintenance"},
+            "anomaly.*": {"queue": "maintenance"},
+        },
         "task_annotations": {
             "webhooks.deliver": {
                 "soft_time_limit": settings["WEBHOOK_TASK_SOFT_TIME_LIMIT_SECONDS"],
                 "time_limit": settings["WEBHOOK_TASK_TIME_LIMIT_SECONDS"],
+            },
+            **{
+                name: {
+                    "soft_time_limit": settings["MAINTENANCE_SOFT_TIME_LIMIT_SECONDS"],
+                    "time_limit": settings["MAINTENANCE_TIME_LIMIT_SECONDS"],
+                }
+                for name in ("maintenance.retention", "anomaly.refit")
             },
         },
         "beat_schedule": {
@@ -267,6 +342,21 @@ def celery_settings(settings):
                     "queue": "webhooks",
                     "expires": float(settings["WEBHOOK_DISPATCH_INTERVAL_SECONDS"]),
                 },
+            },
+            "maintenance.retention": {
+                "task": "maintenance.retention",
+                "schedule": settings["RETENTION_INTERVAL_SECONDS"],
+            },
+            "anomaly.check": {
+                "task": "anomaly.check",
+                "schedule": settings["ANOMALY_CHECK_INTERVAL_SECONDS"],
+                # A check that could not start within its interval is
+                # superseded by the next one.
+                "options": {"expires": settings["ANOMALY_CHECK_INTERVAL_SECONDS"]},
+            },
+            "anomaly.refit": {
+                "task": "anomaly.refit",
+                "schedule": settings["ANOMALY_REFIT_INTERVAL_SECONDS"],
             },
         },
     }

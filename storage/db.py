@@ -70,6 +70,7 @@ def create_all():
     must keep its data.
     """
     from storage import models  # noqa: F401  (registers the tables)
+    from storage import monitoring  # noqa: F401  (registers the tables)
 
     Base.metadata.create_all(get_engine())
 

@@ -21,6 +21,8 @@ from sqlalchemy.exc import OperationalError
 # worker process (see classifier.engine.preload_in_background).
 from classifier.engine import engine_loaded
 from classifier.engine import get_engine
+from monitoring import batches
+from monitoring import state
 from storage import jobs as job_states
 from storage.db import session
 from tasks import webhooks as webhook_tasks
@@ -89,6 +91,13 @@ def classify_jobs(self, job_ids):
         results,
         inference_ms=inference_ms,
         review_threshold=current_app.config["REVIEW_CONFIDENCE_THRESHOLD"],
+    )
+    batches.record(
+        session,
+        state.client_for(current_app.config),
+        queue=jobs[0].queue,
+        batch_size=len(jobs),
+        inference_ms=inference_ms,
     )
     # After the commit above, so a worker never looks for rows not yet there.
     webhook_tasks.enqueue(delivery_ids)

@@ -1,0 +1,1 @@
+"""The watch in the API: request hooks, alerts and responses, metrics."""

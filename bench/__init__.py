@@ -1,0 +1,1 @@
+"""Scripts that drive a running service: load, attacks on ourselves."""
