@@ -78,7 +78,7 @@ def test_webhook_deliveries_have_their_queue_and_a_beat_dispatcher():
         config.load({"AICRISISALERT_WEBHOOK_DISPATCH_INTERVAL_SECONDS": "2"})
     )
 
-    assert celery["task_routes"] == {"webhooks.*": {"queue": "webhooks"}}
+    assert celery["task_routes"]["webhooks.*"] == {"queue": "webhooks"}
     entry = celery["beat_schedule"]["webhooks.dispatch"]
     assert (entry["task"], entry["schedule"]) == ("webhooks.dispatch", 2.0)
     assert entry["options"]["queue"] == "webhooks"

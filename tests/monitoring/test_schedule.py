@@ -4,7 +4,10 @@ import config
 
 
 def test_beat_schedule_runs_each_watch_task_at_its_interval():
-    """Retention daily, checks every minute, re-fit daily, all on maintenance."""
+    """Retention daily, checks every minute, re-fit daily, all on maintenance.
+
+    The webhook dispatcher shares the schedule, on its own queue.
+    """
     settings = config.load({})
     celery = config.celery_settings(settings)
 
@@ -15,9 +18,11 @@ def test_beat_schedule_runs_each_watch_task_at_its_interval():
         "maintenance.retention": 86400,
         "anomaly.check": 60,
         "anomaly.refit": 86400,
+        "webhooks.dispatch": 5.0,
     }
     assert all(name == e["task"] for name, e in celery["beat_schedule"].items())
     assert celery["task_routes"] == {
+        "webhooks.*": {"queue": "webhooks"},
         "maintenance.*": {"queue": "maintenance"},
         "anomaly.*": {"queue": "maintenance"},
     }

@@ -19,6 +19,9 @@ from storage.models import SecurityEvent
 from storage.models import WebhookDelivery
 from storage.models import WebhookEvent
 from storage.models import utcnow
+from storage.monitoring import Alert
+from storage.monitoring import Evidence
+from storage.monitoring import ResponseAction
 
 TWEET = "Bridge on route 9 collapsed, cars in the river, send rescue boats"
 CALLERS = (*roles.ROLES, "no key", "revoked key")
@@ -87,6 +90,52 @@ class Fixtures:
         session.commit()
         return delivery.id
 
+    def alert(self):
+        """A fresh alert row; returns its id."""
+        now = utcnow()
+        row = Alert(
+            created_at=now,
+            last_seen_at=now,
+            type="failed_auth_rate",
+            severity="high",
+            subject="address:127.0.0.9",
+            dedup_key=f"failed_auth_rate:{now.timestamp()}",
+            message="matrix",
+            details={},
+        )
+        session.add(row)
+        session.commit()
+        return row.id
+
+    def action(self):
+        """A fresh, reversible detailed-logging action; returns its id."""
+        row = ResponseAction(
+            created_at=utcnow(),
+            alert_id=self.alert(),
+            action="detailed_logging",
+            expires_at=utcnow(),
+            details={},
+        )
+        session.add(row)
+        session.commit()
+        return row.id
+
+    def evidence(self):
+        """A fresh evidence record; returns its id."""
+        now = utcnow()
+        row = Evidence(
+            created_at=now,
+            alert_id=self.alert(),
+            window_start=now,
+            window_end=now,
+            alert={},
+            requests=[],
+            security_events=[],
+        )
+        session.add(row)
+        session.commit()
+        return row.id
+
     def target_prefix(self):
         """A new key for this one call to rotate or revoke."""
         row, _key = key_service.create(
@@ -127,6 +176,15 @@ SAMPLES = {
         {"json": {"grace_seconds": 60}},
     ),
     "keys.revoke": lambda fx, caller: ({"prefix": fx.target_prefix()}, {}),
+    "watch.list_alerts": lambda fx, caller: ({}, {}),
+    "watch.get_alert": lambda fx, caller: ({"alert_id": fx.alert()}, {}),
+    "watch.list_actions": lambda fx, caller: ({}, {}),
+    "watch.reverse_action": lambda fx, caller: (
+        {"action_id": fx.action()},
+        {"json": {}},
+    ),
+    "watch.get_evidence": lambda fx, caller: ({"evidence_id": fx.evidence()}, {}),
+    "watch.metrics_page": lambda fx, caller: ({}, {}),
     "webhooks.create": lambda fx, caller: (
         {},
         {"json": {"url": "https://8.8.8.8/hook"}},
