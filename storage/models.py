@@ -123,6 +123,15 @@ class SecurityEvent(Base):
 
 
 WEBHOOK_EVENT_TYPES = ("classification.succeeded", "classification.failed")
+# Alert events, one per alert type of the watch (monitoring/rules.py), sent
+# only to endpoints of keys that may manage users (admins): alerts name
+# keys and addresses.
+ALERT_EVENT_TYPES = (
+    "alert.failed_auth_rate",
+    "alert.rate_limit_violations",
+    "alert.suspicious_input_rate",
+    "alert.anomalous_requests",
+)
 # pending: waiting for its next attempt; succeeded: a 2xx arrived; dead: no
 # more automatic attempts (retries used up, a refusal, or a blocked address).
 DELIVERY_STATUSES = ("pending", "succeeded", "dead")

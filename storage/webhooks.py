@@ -144,6 +144,60 @@ def record_job_events(session, jobs, *, now=None):
     return [delivery.id for delivery in deliveries]
 
 
+def record_alert_event(session, alert, *, now=None):
+    """Add the event and deliveries announcing a new alert; do not commit.
+
+    Only endpoints of admin keys (those that may manage users) subscribed
+    to ``alert.<type>`` receive it. Returns the ids of the new deliveries.
+    """
+    from security import roles
+    from storage.models import ApiKey
+
+    event_type = f"alert.{alert['type']}"
+    admin_roles = [r for r in roles.ROLES if roles.allows(r, roles.MANAGE_USERS)]
+    endpoints = session.scalars(
+        select(WebhookEndpoint)
+        .join(ApiKey, ApiKey.id == WebhookEndpoint.api_key_id)
+        .where(
+            WebhookEndpoint.enabled.is_(True),
+            WebhookEndpoint.deleted_at.is_(None),
+            ApiKey.revoked_at.is_(None),
+            ApiKey.role.in_(admin_roles),
+        )
+    ).all()
+    targets = [e for e in endpoints if event_type in e.event_types]
+    if not targets:
+        return []
+
+    now = now or utcnow()
+    event_id = str(uuid.uuid4())
+    session.add(
+        WebhookEvent(
+            id=event_id,
+            type=event_type,
+            job_id=None,
+            created_at=now,
+            payload=event_body(
+                event_id=event_id, event_type=event_type, created=now, data=alert
+            ),
+        )
+    )
+    session.flush()
+    deliveries = [
+        WebhookDelivery(
+            id=str(uuid.uuid4()),
+            event_id=event_id,
+            api_key_id=endpoint.api_key_id,
+            endpoint_id=endpoint.id,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        for endpoint in targets
+    ]
+    session.add_all(deliveries)
+    return [delivery.id for delivery in deliveries]
+
+
 def lease(session, *, lease_seconds, delivery_ids=None, limit=500, now=None):
     """Take leases on due deliveries and commit; return ``[(id, token), ...]``.
 

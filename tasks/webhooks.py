@@ -21,6 +21,8 @@ from celery.utils.log import get_task_logger
 from flask import current_app
 from sqlalchemy.exc import OperationalError
 
+from monitoring import metrics
+from monitoring import state as monitoring_state
 from security import events
 from security import outbound
 from security import signing
@@ -89,6 +91,20 @@ def enqueue(delivery_ids):
         )
         return 0
     return publish(current_app.extensions["celery"], leases)
+
+
+def enqueue_event(event_type, payload):
+    """Create and enqueue the deliveries of an alert event (the alert hook).
+
+    Called by ``anomaly.check`` for each new alert; ``payload`` is the
+    alert's dict. Returns how many deliveries were enqueued.
+    """
+    delivery_ids = webhooks.record_alert_event(session, payload)
+    session.commit()
+    logger.info(
+        "webhooks: alert event type=%s deliveries=%d", event_type, len(delivery_ids)
+    )
+    return enqueue(delivery_ids)
 
 
 @shared_task(name="webhooks.dispatch", ignore_result=True)
@@ -198,6 +214,11 @@ def _record(delivery, outcome, started_at):
         started_at=started_at,
         max_attempts=_setting("MAX_ATTEMPTS"),
         delay_seconds=_delay,
+    )
+    metrics.safely(
+        metrics.count_webhook_attempt,
+        monitoring_state.client_for(current_app.config),
+        result,
     )
     log = logger.info if result != "dead" else logger.warning
     log(

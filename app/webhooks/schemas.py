@@ -5,6 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from flask import current_app
+from flask import g
 from marshmallow import RAISE
 from marshmallow import Schema
 from marshmallow import ValidationError
@@ -12,7 +13,9 @@ from marshmallow import fields
 from marshmallow import validate
 from marshmallow import validates
 
+from security import roles
 from security import urls
+from storage.models import ALERT_EVENT_TYPES
 from storage.models import WEBHOOK_EVENT_TYPES
 
 logger = logging.getLogger(__name__)
@@ -21,7 +24,12 @@ logger = logging.getLogger(__name__)
 # (every attempt checks what the name resolves to anyway).
 _RESOLVE_TIMEOUT_SECONDS = 2.0
 _resolver = ThreadPoolExecutor(max_workers=4, thread_name_prefix="webhook-dns")
-_RESERVED_PREFIX = "alert."
+ALERT_PREFIX = "alert."
+
+
+def _may_see_alerts():
+    key = getattr(g, "api_key", None)
+    return key is not None and roles.allows(key.role, roles.MANAGE_USERS)
 
 
 def check_webhook_url(value):
@@ -45,13 +53,12 @@ def check_webhook_url(value):
 
 def _check_event_types(values):
     problems = []
+    known = (*WEBHOOK_EVENT_TYPES, *ALERT_EVENT_TYPES)
     for value in values:
-        if value.startswith(_RESERVED_PREFIX):
-            problems.append(f"'{value}': alert events are reserved and not yet sent")
-        elif value not in WEBHOOK_EVENT_TYPES:
-            problems.append(
-                f"'{value}' is not an event type; use {', '.join(WEBHOOK_EVENT_TYPES)}"
-            )
+        if value not in known:
+            problems.append(f"'{value}' is not an event type; use {', '.join(known)}")
+        elif value.startswith(ALERT_PREFIX) and not _may_see_alerts():
+            problems.append(f"'{value}': alert events are for admin keys only")
     if len(set(values)) != len(values):
         problems.append("event types must not repeat")
     if problems:

@@ -201,7 +201,8 @@ def test_update_rechecks_the_url_and_applies_changes(client, make_key):
 @pytest.mark.parametrize(
     ("event_types", "message"),
     [
-        (["alert.anomaly"], "alert events are reserved"),
+        (["alert.anomaly"], "is not an event type"),
+        (["alert.failed_auth_rate"], "alert events are for admin keys only"),
         (["classification.done"], "is not an event type"),
         ([], "Length must be between 1 and 10"),
         (["classification.failed", "classification.failed"], "must not repeat"),
@@ -209,7 +210,7 @@ def test_update_rechecks_the_url_and_applies_changes(client, make_key):
     ],
 )
 def test_create_refuses_bad_event_types(client, make_key, event_types, message):
-    """Unknown, reserved, empty or repeated event types are 422."""
+    """Unknown, admin-only, empty or repeated event types are 422."""
     response = client.post(
         "/v1/webhooks",
         json={"url": PUBLIC_URL, "event_types": event_types},

@@ -303,3 +303,51 @@ def test_real_classification_calls_back_and_notifies_endpoints(
     print("\n--- one signed delivery, as the receiver saw it ---")
     print(callback.raw_headers.replace("\r\n", "\n"), end="")
     print(callback.body.decode())
+
+
+def test_new_alert_is_delivered_to_subscribed_admin_endpoints_only(
+    app, client, make_key
+):
+    """A failed-login burst raises an alert; its alert.* event reaches admins.
+
+    The check runs in-process (``run_check`` with the real webhook hook);
+    the delivery goes through the module's real worker and Beat.
+    """
+    from monitoring import checks
+    from monitoring import state
+    from tasks import alerts as alert_hook
+    from tests.monitoring.conftest import fail_logins
+
+    admin, operator = make_key("admin"), make_key("operator")
+    refused = client.post(
+        "/v1/webhooks",
+        json={"url": "http://127.0.0.1:9/x", "event_types": ["alert.failed_auth_rate"]},
+        headers=auth(operator),
+    )
+    assert refused.status_code == 422
+    assert "admin keys only" in json.dumps(refused.get_json())
+    with Receiver([]) as receiver:
+        endpoint = register(
+            client,
+            admin,
+            receiver.url("/alerts"),
+            event_types=["alert.failed_auth_rate"],
+        )
+        fail_logins(client, 11, address="198.51.100.77")
+        with app.app_context():
+            summary = checks.run_check(
+                db.session,
+                state.client_for(app.config),
+                app.config,
+                notify=alert_hook.notify,
+            )
+        assert len(summary["new"]) >= 1
+
+        wait_for(lambda: receiver.count() >= 1, timeout=20, message="alert delivery")
+
+    request = receiver.requests[0]
+    verify_signature(endpoint["secret"], request.headers[SIGNATURE], request.body)
+    event = json.loads(request.body)
+    assert event["type"] == "alert.failed_auth_rate"
+    assert event["data"]["type"] == "failed_auth_rate"
+    assert "198.51.100.77" in event["data"]["subject"]
