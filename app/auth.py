@@ -66,6 +66,7 @@ ENDPOINT_PERMISSIONS = {
     "watch.list_actions": roles.MANAGE_USERS,
     "watch.reverse_action": roles.MANAGE_USERS,
     "watch.get_evidence": roles.MANAGE_USERS,
+    "watch.lift_ban": roles.MANAGE_USERS,
     "watch.metrics_page": roles.VIEW_METRICS,
 }
 

@@ -79,6 +79,21 @@ class BanStore:
         remaining_ms = max([0, *self._call(lookup)])
         return math.ceil(remaining_ms / 1000)
 
+    def lift(self, identity):
+        """End ``identity``'s ban and clear its strikes; return whether it was banned.
+
+        The memory of past offences is kept, so a repeat offender's next ban
+        still grows.
+        """
+
+        def remove():
+            pipe = self.client.pipeline(transaction=False)
+            pipe.delete(self._key("ban", identity))
+            pipe.delete(self._key("strikes", identity))
+            return pipe.execute()
+
+        return bool(self._call(remove)[0])
+
     def strike(self, identity):
         """Count a limit breach; return ``(strikes, ban_level, ban_seconds)``."""
         s = self.settings

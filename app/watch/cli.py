@@ -11,6 +11,7 @@ from monitoring import checks
 from monitoring import response
 from monitoring import retention
 from monitoring import state
+from security import events
 from storage.db import session
 from storage.monitoring import ResponseAction
 
@@ -87,3 +88,14 @@ def refit_command():
 def retention_command():
     """Delete what is past its retention period now."""
     click.echo(json.dumps(retention.run(session, current_app.config)))
+
+
+@watch_cli.command("unban")
+@click.argument("identity")
+@click.option("--by", default="cli", show_default=True, help="Who lifts it.")
+def unban_command(identity, by):
+    """Lift the rate-limit ban of IDENTITY (addr:<address> or key:<prefix>)."""
+    if not current_app.extensions["ban_store"].lift(identity):
+        raise click.ClickException(f"{identity} is not banned")
+    events.record(session, "ban_lifted", details={"identity": identity, "by": by})
+    click.echo(f"lifted ban {identity}")

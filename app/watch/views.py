@@ -1,5 +1,7 @@
 """Admin endpoints of the watch (alerts, actions, evidence) and /metrics."""
 
+import re
+
 import redis
 from flask import Blueprint
 from flask import Response
@@ -17,6 +19,8 @@ from monitoring import alerts
 from monitoring import metrics
 from monitoring import response
 from monitoring import state
+from security import events
+from security.bans import StoreUnavailable
 from storage.db import session
 from storage.models import Job
 from storage.monitoring import Evidence
@@ -28,6 +32,8 @@ _MAX_LIMIT = 500
 _DEFAULT_LIMIT = 50
 # Queues whose depth /metrics reports (the broker's list per queue).
 _QUEUES = ("emergency", "standard", "maintenance")
+# A ban names an address or a key prefix (app/limits.py).
+_BAN_IDENTITY_RE = re.compile(r"^(addr:[0-9A-Fa-f:.]{2,45}|key:[a-z0-9]{8,16})$")
 
 
 class Conflict(ApiError):
@@ -97,6 +103,41 @@ def reverse_action(action_id):
     except response.ResponseError as error:
         raise Conflict(str(error)) from None
     return response.action_dict(row)
+
+
+@bp.delete("/v1/bans/<identity>")
+def lift_ban(identity):
+    """Lift the rate-limit ban of ``addr:<address>`` or ``key:<prefix>``.
+
+    Idempotent: ``lifted`` says whether a ban was in force (always false
+    while rate limiting is off). Answers 422 for a malformed identity and
+    503 when the ban store is unreachable.
+    """
+    if not _BAN_IDENTITY_RE.match(identity):
+        raise Unprocessable(
+            "name the ban as addr:<address> or key:<prefix>",
+            fields={"identity": ["expected addr:<address> or key:<prefix>"]},
+        )
+    store = current_app.extensions.get("ban_store")
+    try:
+        lifted = store.lift(identity) if store is not None else False
+    except StoreUnavailable:
+        raise ServiceUnavailable(
+            "the ban store is unavailable; try again shortly",
+            headers={"Retry-After": "5"},
+        ) from None
+    if not lifted:
+        return {"identity": identity, "lifted": False}
+
+    events.record(
+        session,
+        "ban_lifted",
+        key_prefix=g.api_key.prefix,
+        client_address=request.remote_addr,
+        endpoint=request.endpoint,
+        details={"identity": identity, "by": f"key:{g.api_key.prefix}"},
+    )
+    return {"identity": identity, "lifted": True}
 
 
 @bp.get("/v1/evidence/<int:evidence_id>")

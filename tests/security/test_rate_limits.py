@@ -364,3 +364,35 @@ def test_operator_can_run_the_client_for_500_tweets_under_default_limits(limited
     assert last.status_code == 200
     assert int(last.headers["X-RateLimit-Remaining"]) > 0
     assert _events("rate_limited") == []
+
+
+def test_admin_lifts_a_ban_through_the_api_and_the_cli(limited):
+    """DELETE /v1/bans/<identity> and ``flask watch unban`` end a ban at once."""
+    app = limited(RATELIMIT_STANDARD="1/minute", BAN_AFTER_BREACHES=1)
+    client = app.test_client()
+    maker = KeyMaker(app)
+    viewer = maker("viewer")
+    headers = {"Authorization": f"Bearer {viewer}"}
+    admin = maker.headers("admin")
+    identity = f"key:{viewer.split('_')[1]}"
+
+    codes = [_poll(client, headers).status_code for _ in range(3)]
+    assert codes == [200, 429, 429]
+    assert _poll(client, headers).get_json()["error"]["code"] == "banned"
+
+    lifted = client.delete(f"/v1/bans/{identity}", headers=admin)
+
+    assert lifted.status_code == 200
+    assert lifted.get_json() == {"identity": identity, "lifted": True}
+    again = client.delete(f"/v1/bans/{identity}", headers=admin)
+    assert again.get_json()["lifted"] is False
+    assert [e.details["identity"] for e in _events("ban_lifted")] == [identity]
+    assert client.delete("/v1/bans/everyone", headers=admin).status_code == 422
+    # No longer banned: only the ordinary minute limit applies (and, with
+    # one strike allowed here, this breach bans the key again).
+    assert _poll(client, headers).get_json()["error"]["code"] == "rate_limited"
+    assert _poll(client, headers).get_json()["error"]["code"] == "banned"
+    result = app.test_cli_runner().invoke(args=["watch", "unban", identity])
+    assert result.exit_code == 0, result.output
+    assert f"lifted ban {identity}" in result.output
+    assert _poll(client, headers).get_json()["error"]["code"] == "rate_limited"

@@ -136,6 +136,11 @@ class Fixtures:
         session.commit()
         return row.id
 
+    def ban(self):
+        """An address identity to unban (limits are off here: none is banned)."""
+        self.bans = getattr(self, "bans", 0) + 1
+        return f"addr:192.0.2.{self.bans}"
+
     def target_prefix(self):
         """A new key for this one call to rotate or revoke."""
         row, _key = key_service.create(
@@ -185,6 +190,7 @@ SAMPLES = {
     ),
     "watch.get_evidence": lambda fx, caller: ({"evidence_id": fx.evidence()}, {}),
     "watch.metrics_page": lambda fx, caller: ({}, {}),
+    "watch.lift_ban": lambda fx, caller: ({"identity": fx.ban()}, {}),
     "webhooks.create": lambda fx, caller: (
         {},
         {"json": {"url": "https://8.8.8.8/hook"}},
