@@ -152,3 +152,33 @@ def test_train_command_writes_a_loadable_artifact(tmp_path):
     trained = Engine(out_dir, threads=1)
     assert trained.version == summary["version"]
     assert trained.classify(["Roads flooded, need rescue"])[0]["category"] in LABELS
+
+
+def test_finetune_trains_every_weight_and_writes_a_loadable_artifact(tmp_path):
+    """``--method finetune`` on a tiny sample changes the encoder and ships it all."""
+    from safetensors.torch import load_file
+
+    from classifier.model import load_base
+
+    out_dir = tmp_path / "finetuned"
+    args = ["--method", "finetune", "--limit", "64", "--epochs", "1"]
+    args += ["--batch-size", "16", "--threads", "1", "--out", str(out_dir)]
+
+    out = subprocess.run(
+        [sys.executable, "-m", "classifier.train", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    tensors = load_file(str(out_dir / "model.safetensors"))
+    base, _ = load_base(len(LABELS))
+    name = "encoder.encoder.layer.0.attention.self.query.weight"
+    assert name in tensors and "head.weight" in tensors
+    assert not tensors[name].float().allclose(base.state_dict()[name], atol=1e-4)
+    trained = Engine(out_dir, threads=1)
+    assert trained.version == summary["version"]
+    assert trained.config["training"]["method"].startswith("full fine-tune")
+    assert trained.classify(["Roads flooded, need rescue"])[0]["category"] in LABELS
