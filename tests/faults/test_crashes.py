@@ -100,7 +100,11 @@ def test_job_that_kills_its_worker_every_time_fails_after_three_attempts(
     app, client, make_key, start_worker
 ):
     """A message that crashes its worker is failed with a reason, not looped on."""
-    worker = start_worker(settings={"FAULT_KILL_MARKER": KILL_MARKER})
+    # No preload: each pool process that replaces a killed one would
+    # otherwise spend seconds loading a model it never uses.
+    worker = start_worker(
+        settings={"FAULT_KILL_MARKER": KILL_MARKER, "PRELOAD_MODEL": 0}
+    )
     headers = make_key.headers()
     poison = submit(client, headers, f"Flooding downtown {KILL_MARKER} help")
     normal = submit(client, headers, TEXT.format(n=2))
