@@ -1,7 +1,10 @@
 """The OpenAPI document, and a short schemathesis run against it.
 
-The long run (10,000+ requests) is ``make fuzz`` (bench/fuzz.py).
+The long run (10,000+ requests) is ``make fuzz`` against a running
+service, or this test with ``AICRISISALERT_FUZZ_EXAMPLES=360`` in-process.
 """
+
+import os
 
 import schemathesis
 
@@ -9,7 +12,7 @@ from app.auth import ENDPOINT_PERMISSIONS
 from bench import fuzz
 
 # Generated cases per operation in the suite's run (about 25 operations).
-SUITE_EXAMPLES_PER_OPERATION = 12
+SUITE_EXAMPLES_PER_OPERATION = int(os.environ.get("AICRISISALERT_FUZZ_EXAMPLES", "12"))
 
 
 def test_openapi_lists_every_endpoint_with_its_security(client):
@@ -53,3 +56,4 @@ def test_fuzzed_requests_get_no_5xx_and_match_the_schema(app, make_key):
     total = sum(len(methods) for methods in paths.values())
     assert counts["operations"] == total - 1
     assert counts["requests"] >= 200
+    print(f"fuzz: {counts['requests']} requests, {counts['operations']} operations")
