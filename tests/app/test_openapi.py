@@ -1,7 +1,9 @@
 """The OpenAPI document, and a short schemathesis run against it.
 
-The long run (10,000+ requests) is ``make fuzz`` against a running
-service, or this test with ``AICRISISALERT_FUZZ_EXAMPLES=360`` in-process.
+The long run is ``make fuzz`` against a running service, or this test
+in-process with ``AICRISISALERT_FUZZ_EXAMPLES`` set: 360 sent 9,362
+requests over 28 operations (hypothesis stops early on operations with few
+distinct inputs), so ask for about 400 to pass 10,000.
 """
 
 import os
