@@ -36,6 +36,7 @@ def create_app(test_config=None):
     )
     init_celery(app)
 
+    from app.docs.views import bp as docs_bp
     from app.health.views import bp as health_bp
     from app.jobs.views import bp as jobs_bp
     from app.keys.cli import keys_cli
@@ -45,6 +46,7 @@ def create_app(test_config=None):
     from app.watch.views import bp as watch_bp
     from app.webhooks.views import bp as webhooks_bp
 
+    app.register_blueprint(docs_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(jobs_bp)
     app.register_blueprint(keys_bp)

@@ -40,6 +40,7 @@ ANY_KEY = "any:key"
 ENDPOINT_PERMISSIONS = {
     "health.health": PUBLIC,
     "health.ready": PUBLIC,
+    "docs.openapi": PUBLIC,
     "jobs.submit": roles.CREATE_CLASSIFICATIONS,
     "jobs.submit_emergency": roles.CREATE_CLASSIFICATIONS,
     "jobs.get": roles.READ_CLASSIFICATIONS,

@@ -52,8 +52,12 @@ class DefaultConfig:
     REVIEW_CONFIDENCE_THRESHOLD = 0.5
     # Seconds after which a message taken by a worker that died is handed
     # to another worker. Above the hard time limit, so a live task is
-    # never run twice.
-    VISIBILITY_TIMEOUT_SECONDS = 60
+    # never run twice; with UNACKED_RESTORE_INTERVAL_SECONDS it bounds how
+    # long a dead worker's job waits (50 + 5: under a minute).
+    VISIBILITY_TIMEOUT_SECONDS = 50
+    # Seconds between a worker's scans for such messages. Kombu's default
+    # scans every 10th tick of 10 s, which adds up to 100 s to the wait.
+    UNACKED_RESTORE_INTERVAL_SECONDS = 5
     # Soft and hard limits of one classification task, in seconds.
     TASK_SOFT_TIME_LIMIT_SECONDS = 30
     TASK_TIME_LIMIT_SECONDS = 45
@@ -234,6 +238,32 @@ class DefaultConfig:
     # Soft and hard limits of a retention run or a re-fit, in seconds.
     MAINTENANCE_SOFT_TIME_LIMIT_SECONDS = 1800
     MAINTENANCE_TIME_LIMIT_SECONDS = 1900
+    # --- Faults: recycling, the queued-job sweeper, test-only hooks ------
+    # A worker process is replaced after this many tasks, or after a task
+    # that leaves it above this resident size (KiB; a process holding the
+    # model is about 450 MB). Both take effect between tasks, so no job in
+    # flight is lost.
+    WORKER_MAX_TASKS_PER_CHILD = 10_000
+    WORKER_MAX_MEMORY_PER_CHILD_KB = 1_200_000
+    # Beat runs the sweeper this often. A job still unfinished (queued, or
+    # running with no live task) this long after it was created may have
+    # lost its message (Redis restarted without its append-only file, or a
+    # task ran out of retries on a locked database): it is published again,
+    # at most once per SWEEP_QUEUED_AFTER_SECONDS. Well above the time a
+    # 10,000-job backlog takes to drain, so a message still waiting is
+    # rarely duplicated (and a duplicate finds the job finished).
+    SWEEP_INTERVAL_SECONDS = 300
+    SWEEP_QUEUED_AFTER_SECONDS = 900
+    # A job still unfinished this long is failed with a reason instead.
+    SWEEP_QUEUED_FAIL_AFTER_SECONDS = 6 * 3600
+    # Jobs the sweeper handles per run at most.
+    SWEEP_BATCH = 1000
+    # Test-only hooks, off by default; production refuses them. The first
+    # makes a classification sleep this long after claiming its jobs, so a
+    # test can kill the worker mid-job; the second makes the worker process
+    # SIGKILL itself on a job whose text contains the marker.
+    FAULT_DELAY_BEFORE_INFERENCE_MS = 0
+    FAULT_KILL_MARKER = None
 
 
 class TestingConfig(DefaultConfig):
@@ -266,6 +296,11 @@ def check(settings, environ=None):
         value = settings.get(key)
         if not value or value == getattr(DefaultConfig, key) or variable not in environ:
             raise ConfigError(f"{variable} must be set in production")
+    for hook in ("FAULT_DELAY_BEFORE_INFERENCE_MS", "FAULT_KILL_MARKER"):
+        if settings.get(hook):
+            raise ConfigError(
+                f"{ENV_PREFIX}_{hook} is a test hook, refused in production"
+            )
     if settings.get("WEBHOOK_ALLOW_PRIVATE"):
         raise ConfigError(
             f"{ENV_PREFIX}_WEBHOOK_ALLOW_PRIVATE is refused in production: "
@@ -285,6 +320,8 @@ def celery_settings(settings):
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
+        "worker_max_tasks_per_child": settings["WORKER_MAX_TASKS_PER_CHILD"],
+        "worker_max_memory_per_child": settings["WORKER_MAX_MEMORY_PER_CHILD_KB"],
         "task_soft_time_limit": settings["TASK_SOFT_TIME_LIMIT_SECONDS"],
         "task_time_limit": settings["TASK_TIME_LIMIT_SECONDS"],
         "task_default_queue": "standard",
@@ -295,6 +332,8 @@ def celery_settings(settings):
             # round-robin: "-Q emergency,standard" drains emergency first.
             "queue_order_strategy": "priority",
             "visibility_timeout": settings["VISIBILITY_TIMEOUT_SECONDS"],
+            "unacked_restore_interval": settings["UNACKED_RESTORE_INTERVAL_SECONDS"],
+            "unacked_restore_throttle": 1,
             "socket_connect_timeout": settings["BROKER_TIMEOUT_SECONDS"],
             "socket_timeout": max(5.0, settings["BROKER_TIMEOUT_SECONDS"]),
             # A publisher that cannot reach Redis gives up after one quick
@@ -357,6 +396,14 @@ def celery_settings(settings):
             "anomaly.refit": {
                 "task": "anomaly.refit",
                 "schedule": settings["ANOMALY_REFIT_INTERVAL_SECONDS"],
+            },
+            "maintenance.sweep_queued": {
+                "task": "maintenance.sweep_queued",
+                "schedule": float(settings["SWEEP_INTERVAL_SECONDS"]),
+                "options": {
+                    "queue": "maintenance",
+                    "expires": float(settings["SWEEP_INTERVAL_SECONDS"]),
+                },
             },
         },
     }

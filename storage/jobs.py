@@ -4,6 +4,8 @@ Each change is committed at once, so a job's row always tells the truth
 about how far it got.
 """
 
+from datetime import timedelta
+
 from sqlalchemy import select
 
 from storage import webhooks
@@ -17,13 +19,18 @@ MAX_ATTEMPTS = 3
 _TOO_MANY_ATTEMPTS = (
     "gave up after %d attempts: the worker running this job stopped each time"
 )
+_ABANDONED = "never finished: its queue message was lost and re-sending did not help"
 
 
-def claim(session, job_ids):
+def claim(session, job_ids, *, retries=0):
     """Mark the unfinished jobs among ``job_ids`` running; return them in order.
 
     Finished jobs are skipped, so a redelivered message does no work twice.
-    A job that has used up its attempts is failed and skipped.
+    A job that has used up its attempts is failed and skipped. ``retries``
+    is the message's own retry count: each retry (a locked database, a
+    cold start) was a clean hand-off that also claimed the job once, so
+    only the claims beyond them count against MAX_ATTEMPTS, as deliveries
+    whose worker died.
     """
     rows = session.scalars(select(Job).where(Job.id.in_(job_ids))).all()
     by_id = {job.id: job for job in rows}
@@ -34,10 +41,10 @@ def claim(session, job_ids):
         job = by_id.get(job_id)
         if job is None or job.status in ("succeeded", "failed"):
             continue
-        if job.attempts >= MAX_ATTEMPTS:
+        if job.attempts - retries >= MAX_ATTEMPTS:
             job.status = "failed"
             job.finished_at = now
-            job.error = _TOO_MANY_ATTEMPTS % job.attempts
+            job.error = _TOO_MANY_ATTEMPTS % (job.attempts - retries)
             given_up.append(job)
             continue
         job.status = "running"
@@ -78,12 +85,38 @@ def complete(session, jobs, results, *, inference_ms, review_threshold):
 
 
 def release(session, jobs):
-    """Put running jobs back to queued without spending an attempt."""
+    """Put running jobs back to queued before a retry of their message.
+
+    The attempt stays counted: the retry's own count offsets it in
+    :func:`claim`.
+    """
     for job in jobs:
         job.status = "queued"
         job.started_at = None
-        job.attempts = max(0, job.attempts - 1)
     session.commit()
+
+
+def stale_unfinished(session, *, older_than_seconds, limit, now=None):
+    """Return up to ``limit`` jobs unfinished ``older_than_seconds`` after creation.
+
+    Queued or running, oldest first (through the (status, created_at)
+    index). A job that old has most likely lost its message: no live
+    task runs longer than the hard time limit, and a dead worker's message
+    is handed on within the visibility timeout.
+    """
+    cutoff = (now or utcnow()) - timedelta(seconds=older_than_seconds)
+    query = (
+        select(Job)
+        .where(Job.status.in_(("queued", "running")), Job.created_at < cutoff)
+        .order_by(Job.created_at)
+        .limit(limit)
+    )
+    return session.scalars(query).all()
+
+
+def fail_abandoned(session, jobs):
+    """Fail unfinished jobs whose message is given up on; return delivery ids."""
+    return fail(session, jobs, _ABANDONED)
 
 
 def fail(session, jobs, reason):

@@ -25,6 +25,7 @@ from monitoring import batches
 from monitoring import state
 from storage import jobs as job_states
 from storage.db import session
+from tasks import faults
 from tasks import webhooks as webhook_tasks
 
 logger = get_task_logger(__name__)
@@ -51,10 +52,12 @@ _COLD_START_RETRY_SECONDS = 2
 )
 def classify_jobs(self, job_ids):
     """Classify the unfinished jobs among ``job_ids``; return a summary."""
-    jobs = job_states.claim(session, job_ids)
+    jobs = job_states.claim(session, job_ids, retries=self.request.retries)
     if not jobs:
         logger.info("classify: nothing to do jobs=%d", len(job_ids))
         return {"classified": 0}
+
+    faults.before_inference(jobs, current_app.config)
 
     cold = not engine_loaded()
     try:

@@ -43,9 +43,14 @@ class Conflict(ApiError):
     code = "conflict"
 
 
+# The largest row id a database column holds (a signed 64-bit integer): a
+# larger one in a path is a 404 from the router, not an overflow below.
+_MAX_ID = 2**63 - 1
+
+
 def _limit():
     raw = request.args.get("limit", str(_DEFAULT_LIMIT))
-    if not raw.isdigit() or not 1 <= int(raw) <= _MAX_LIMIT:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= _MAX_LIMIT:
         raise Unprocessable(
             f"limit must be a whole number from 1 to {_MAX_LIMIT}",
             fields={"limit": [f"between 1 and {_MAX_LIMIT}"]},
@@ -62,7 +67,7 @@ def list_alerts():
     return {"items": [alerts.to_dict(row) for row in rows]}
 
 
-@bp.get("/v1/alerts/<int:alert_id>")
+@bp.get(f"/v1/alerts/<int(max={_MAX_ID}):alert_id>")
 def get_alert(alert_id):
     """Return one alert with the actions taken on it."""
     row = alerts.get(session, alert_id=alert_id)
@@ -83,7 +88,7 @@ def list_actions():
     return {"items": [response.action_dict(row) for row in rows]}
 
 
-@bp.post("/v1/actions/<int:action_id>/reverse")
+@bp.post(f"/v1/actions/<int(max={_MAX_ID}):action_id>/reverse")
 def reverse_action(action_id):
     """Undo an action (lift a block, restore a key, end detailed logging).
 
@@ -140,7 +145,7 @@ def lift_ban(identity):
     return {"identity": identity, "lifted": True}
 
 
-@bp.get("/v1/evidence/<int:evidence_id>")
+@bp.get(f"/v1/evidence/<int(max={_MAX_ID}):evidence_id>")
 def get_evidence(evidence_id):
     """Return an evidence record: the alert, its window, requests and events."""
     row = session.get(Evidence, evidence_id)

@@ -81,7 +81,7 @@ def _delivery_filters():
             fields={"status": [f"one of {', '.join(DELIVERY_STATUSES)}"]},
         )
     raw = request.args.get("limit", str(_DEFAULT_LIMIT))
-    if not raw.isdigit() or not 1 <= int(raw) <= _MAX_LIMIT:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= _MAX_LIMIT:
         raise Unprocessable(
             "limit out of range", fields={"limit": [f"between 1 and {_MAX_LIMIT}"]}
         )

@@ -19,6 +19,7 @@ def test_beat_schedule_runs_each_watch_task_at_its_interval():
         "anomaly.check": 60,
         "anomaly.refit": 86400,
         "webhooks.dispatch": 5.0,
+        "maintenance.sweep_queued": 300.0,
     }
     assert all(name == e["task"] for name, e in celery["beat_schedule"].items())
     assert celery["task_routes"] == {

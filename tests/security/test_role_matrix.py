@@ -162,6 +162,7 @@ def _job_of(fx, caller):
 SAMPLES = {
     "health.health": lambda fx, caller: ({}, {}),
     "health.ready": lambda fx, caller: ({}, {}),
+    "docs.openapi": lambda fx, caller: ({}, {}),
     "jobs.submit": lambda fx, caller: ({}, {"json": {"text": TWEET}}),
     "jobs.submit_emergency": lambda fx, caller: ({}, {"json": {"text": TWEET}}),
     "jobs.get": lambda fx, caller: ({"job_id": _job_of(fx, caller)}, {}),
