@@ -169,10 +169,18 @@ class Service:
         )
         commands = _procfile_commands()
         for name in CLASSIFY_WORKERS:
-            self._spawn(["bash", "-c", f"exec {commands[name]}"], f"{name}.log")
-        for name in CLASSIFY_WORKERS:
+            self._spawn(["bash", "-c", commands[name]], f"{name}.log")
+        workers = self.processes[-len(CLASSIFY_WORKERS) :]
+        for name, process in zip(CLASSIFY_WORKERS, workers, strict=True):
             log = self.folder / f"{name}.log"
-            _wait(lambda log=log: b"ready." in log.read_bytes(), name)
+
+            def ready(log=log, process=process, name=name):
+                if process.poll() is not None:
+                    self.stop()
+                    sys.exit(f"{name} died:\n{log.read_text(errors='replace')}")
+                return b"ready." in log.read_bytes()
+
+            _wait(ready, name)
         return self
 
     def stop(self):
@@ -319,6 +327,9 @@ def main(argv=None):
     parser.add_argument("--limit", type=int, default=1000, help="tweets to use")
     parser.add_argument("--data", default=str(TEST_TSV))
     args = parser.parse_args(argv)
+    # A SIGTERM ends the run through the finally blocks, which stop the
+    # Redis and workers it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     from classifier.data import read_tsv
     from classifier.engine import Engine

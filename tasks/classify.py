@@ -72,10 +72,12 @@ def classify_jobs(self, job_ids):
     own_pending = True
     try:
         for group in gathered.groups:
+            # From here on the task's own jobs are settled by this pass
+            # (finished, released or failed), whatever it raises.
+            own_pending = own_pending and not group.original
             if group.job_ids:
                 classified += _classify(self, group.job_ids, gathered)
             gathered.ack(group)
-            own_pending = own_pending and not group.original
     except (Retry, OperationalError):
         # Both publish the task's own ids again (a retry); the messages
         # gathered go back to their queues in the finally below.

@@ -1,5 +1,6 @@
 """Worker-side batching, through real worker processes on a real Redis."""
 
+import json
 import re
 import time
 
@@ -140,3 +141,53 @@ def test_gathered_messages_survive_a_killed_worker(
     assert {job.status for job in jobs} == {"succeeded"}
     assert sum(_batch_sizes(app)) == len(ids)
     assert max(job.attempts for job in jobs) <= 2
+
+
+def test_client_batch_option_sends_batches_and_gets_every_result(
+    app, make_key, start_worker, capsys
+):
+    """``app.client submit --batch 25`` sends standard items 25 a request.
+
+    Emergencies go one by one over HTTP, and every job finishes.
+    """
+    from app.client import main
+    from storage.monitoring import RequestLog
+    from tests.conftest import LiveServer
+
+    start_worker()
+    key = make_key("operator")
+    with LiveServer(app) as server:
+        code = main(
+            [
+                "submit",
+                str(HUMAID_DIR / "test.tsv"),
+                "--limit",
+                "60",
+                "--batch",
+                "25",
+                "--emergency-share",
+                "0.2",
+                "--url",
+                server.url,
+                "--key",
+                key,
+                "--timeout",
+                "120",
+            ]
+        )
+
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0
+    assert (summary["submitted"], summary["succeeded"]) == (60, 60)
+    emergencies = summary["latency"]["emergency"]["n"]
+    assert 0 < emergencies < 60
+    with app.app_context():
+        endpoints = [
+            row.endpoint
+            for row in session.scalars(select(RequestLog))
+            if row.endpoint and row.endpoint.startswith("jobs.submit")
+        ]
+    batches = -(-(60 - emergencies) // 25)
+    assert endpoints.count("jobs.submit_batch") == batches
+    assert endpoints.count("jobs.submit_emergency") == emergencies
+    assert "jobs.submit" not in endpoints
