@@ -221,6 +221,9 @@ def init_limiter(app):
         # Retry-After is set only on refusals, by their handlers.
         header_name_mapping={HeaderNames.RETRY_AFTER: "X-RateLimit-Retry-After"},
         swallow_errors=True,
+        # TODO: the fallback counts a batch as one request (it takes only
+        # limit strings, no cost). Acceptable while it covers only a Redis
+        # outage of seconds; give it the cost if outages run longer.
         in_memory_fallback=[_limit_value],
         in_memory_fallback_enabled=True,
         on_breach=_on_breach,

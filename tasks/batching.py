@@ -28,7 +28,13 @@ straight from the broker, without blocking, until it holds about
 The window between the pop and the unacked record (one pipelined write) is
 the same one Celery's consumer has for every message it fetches.
 Messages taken this way run outside Celery's bookkeeping: Flower shows
-only the task that gathered them (the log line gives the batch).
+only the task that gathered them (the log line gives the batch), and
+their lines carry that task's request id.
+
+TODO: a job gathered into another request's task is logged under that
+request's id, not its own. Acceptable while a batch's line names its
+size and queue; carry the ids per job if tracing one job through a
+batch is needed.
 """
 
 import time
