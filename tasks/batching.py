@@ -161,7 +161,10 @@ def gather(app, *, queue, job_ids, max_jobs, wait_ms):
         return sum(len(group.job_ids) for group in groups)
 
     def take_into(group, name):
-        found = _take(app, name, max_jobs - held())
+        # Emergency jobs have a budget of their own, so the last look at
+        # emergency (below) finds room even when standard filled up.
+        room = max_jobs - (len(group.job_ids) if group is emergency else held())
+        found = _take(app, name, room)
         for message, ids in found:
             group.messages.append(message)
             group.job_ids.extend(ids)
@@ -182,6 +185,12 @@ def gather(app, *, queue, job_ids, max_jobs, wait_ms):
             if EMERGENCY in queues:
                 take_into(emergency, EMERGENCY)
             take_into(own, queue)
+        # A last look just before the standard jobs are claimed: an
+        # emergency sent while they were being taken runs ahead of them.
+        # One sent after this look waits for this one pass, as a message
+        # fetched in the same instant always could.
+        if EMERGENCY in queues:
+            take_into(emergency, EMERGENCY)
     except Exception as error:  # noqa: BLE001  (run what is already held)
         # The broker failed mid-way: run what is held; the rest waits in
         # the queue for the next task (the client reconnects by itself).
