@@ -82,7 +82,12 @@ def _install_guards(app):
 
     @app.before_request
     def _identify():
-        request.max_content_length = app.config["MAX_BODY_BYTES"]
+        # Only the batch endpoint takes a bigger body than a single submit.
+        request.max_content_length = app.config[
+            "BATCH_MAX_BODY_BYTES"
+            if request.endpoint == limits.BATCH_ENDPOINT
+            else "MAX_BODY_BYTES"
+        ]
         if auth.is_public(request.endpoint):
             return
         limits.refuse_banned([limits.address_identity()])

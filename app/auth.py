@@ -43,6 +43,7 @@ ENDPOINT_PERMISSIONS = {
     "docs.openapi": PUBLIC,
     "jobs.submit": roles.CREATE_CLASSIFICATIONS,
     "jobs.submit_emergency": roles.CREATE_CLASSIFICATIONS,
+    "jobs.submit_batch": roles.CREATE_CLASSIFICATIONS,
     "jobs.get": roles.READ_CLASSIFICATIONS,
     "jobs.list_": roles.READ_CLASSIFICATIONS,
     "model.get": ANY_KEY,

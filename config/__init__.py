@@ -65,7 +65,9 @@ class DefaultConfig:
     RESULT_EXPIRES_SECONDS = 3600
     # Seconds an API call waits on Redis before answering 503.
     BROKER_TIMEOUT_SECONDS = 1.0
-    # Texts a worker runs through the model in one forward pass.
+    # Texts a worker runs through the model in one forward pass (the jobs
+    # a worker gathers, below, are sorted by length and cut into passes of
+    # this size).
     INFERENCE_BATCH_SIZE = 32
     # Log level of every process.
     LOG_LEVEL = "INFO"
@@ -75,6 +77,34 @@ class DefaultConfig:
     FLOWER_BASIC_AUTH = "admin:change-me"
     # Extra Celery settings, merged over those derived in celery_settings().
     CELERY = {}
+
+    # --- Serving: batch submission and worker-side batching ---------------
+    # Items one POST /v1/classifications/batch may carry.
+    BATCH_MAX_ITEMS = 1000
+    # Largest request body of a batch submit, in bytes; every other
+    # endpoint keeps MAX_BODY_BYTES. 16 MiB holds 1,000 items of about
+    # 16 KB each: a batch of long texts must be sent in smaller batches.
+    BATCH_MAX_BODY_BYTES = 16 * 1024 * 1024
+    # Job ids per broker message when a batch is enqueued: one message per
+    # chunk, all published over one broker connection.
+    BATCH_JOBS_PER_MESSAGE = 32
+    # For the rate limits a batch counts as one request per this many
+    # items, rounded up (1,000 items are 10 requests), so a batch is cheap
+    # but not a way round the limit.
+    RATELIMIT_BATCH_ITEMS_PER_REQUEST = 100
+    # Jobs a classification task gathers for one forward pass: its own
+    # message's, then more waiting messages of the worker's queues taken
+    # straight from the broker (emergency first), up to about this many.
+    WORKER_BATCH_MAX_JOBS = 64
+    # Milliseconds a standard task waits for more messages when it has
+    # fewer than WORKER_BATCH_MAX_JOBS, so that a lone job is never held
+    # back longer than this. Emergency jobs never wait, and an emergency
+    # that arrives during the wait ends it.
+    WORKER_BATCH_WAIT_MS = 20
+    # Torch threads per worker process (AICRISISALERT_TORCH_THREADS, read by
+    # workers/celery_app.py before torch loads; default 1): the classify
+    # workers' processes together should use each core once (the Procfile's
+    # two classify workers with one process each on two cores).
 
     # --- Security: keys, rate limits, proxies, headers -----------------------
     # Seconds a rotated key keeps working beside its replacement, so clients

@@ -1,7 +1,9 @@
 """Classification tasks.
 
-``classify.jobs`` runs the model over one or more job ids in a single
-forward pass and stores each result on its job row.
+``classify.jobs`` runs the model over the job ids of its message and of
+the messages waiting behind it (see :mod:`tasks.batching`: emergency
+jobs first, as a pass of their own) and stores each result on its job
+row.
 
 Idempotent: finished jobs are skipped, so a message redelivered after a
 worker died (late acks with reject-on-worker-lost) does no work twice.
@@ -12,6 +14,8 @@ marks them failed and re-raises.
 import time
 
 from celery import shared_task
+from celery.exceptions import Reject
+from celery.exceptions import Retry
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
 from flask import current_app
@@ -25,6 +29,7 @@ from monitoring import batches
 from monitoring import state
 from storage import jobs as job_states
 from storage.db import session
+from tasks import batching
 from tasks import faults
 from tasks import webhooks as webhook_tasks
 
@@ -51,11 +56,54 @@ _COLD_START_RETRY_SECONDS = 2
     max_retries=5,
 )
 def classify_jobs(self, job_ids):
-    """Classify the unfinished jobs among ``job_ids``; return a summary."""
+    """Classify the unfinished jobs among ``job_ids`` and those waiting behind.
+
+    Returns a summary: jobs classified and the messages gathered.
+    """
+    settings = current_app.config
+    queue = (self.request.delivery_info or {}).get("routing_key") or "standard"
+    gathered = batching.gather(
+        self.app,
+        queue=queue,
+        job_ids=job_ids,
+        max_jobs=settings["WORKER_BATCH_MAX_JOBS"],
+        wait_ms=settings["WORKER_BATCH_WAIT_MS"],
+    )
+    classified = 0
+    own_pending = True
+    try:
+        for group in gathered.groups:
+            # From here on the task's own jobs are settled by this pass
+            # (finished, released or failed), whatever it raises.
+            own_pending = own_pending and not group.original
+            if group.job_ids:
+                classified += _classify(self, group.job_ids, gathered)
+            gathered.ack(group)
+    except (Retry, OperationalError):
+        # Both publish the task's own ids again (a retry); the messages
+        # gathered go back to their queues in the finally below.
+        raise
+    except Exception:
+        if own_pending:
+            # The task's own jobs never ran (an earlier emergency pass
+            # failed, and failed its jobs): put its message back rather
+            # than let Celery ack it with those jobs still queued.
+            logger.warning("classify: own jobs not run, message put back")
+            raise Reject("an earlier pass of the batch failed", requeue=True) from None
+        raise
+    finally:
+        gathered.give_back()
+    return {"classified": classified, "messages": 1 + gathered.messages_taken}
+
+
+def _classify(self, job_ids, gathered):
+    """Run one pass over ``job_ids`` (one queue's); return the jobs classified."""
     jobs = job_states.claim(session, job_ids, retries=self.request.retries)
     if not jobs:
         logger.info("classify: nothing to do jobs=%d", len(job_ids))
-        return {"classified": 0}
+        return 0
+
+    faults.before_inference(jobs, current_app.config)
 
     faults.before_inference(jobs, current_app.config)
 
@@ -105,9 +153,10 @@ def classify_jobs(self, job_ids):
     # After the commit above, so a worker never looks for rows not yet there.
     webhook_tasks.enqueue(delivery_ids)
     logger.info(
-        "classify: done jobs=%d inference_ms=%.1f queue=%s",
+        "classify: done batch_size=%d messages=%d inference_ms=%.1f queue=%s",
         len(jobs),
+        1 + gathered.messages_taken,
         inference_ms,
         jobs[0].queue,
     )
-    return {"classified": len(jobs)}
+    return len(jobs)

@@ -1,8 +1,9 @@
-"""Endpoints: submit to either queue, and poll a job."""
+"""Endpoints: submit to either queue (one message or a batch), and poll a job."""
 
 import uuid
 
 from flask import Blueprint
+from flask import current_app
 from flask import g
 from flask import request
 from flask import url_for
@@ -66,12 +67,82 @@ def _submit(queue):
         service.mark_unqueued(session, jobs=[job], reason=_UNQUEUED)
         raise
 
+    body = _job_body(job, queue)
+    return body, 202, {"Location": body["links"]["self"]}
+
+
+def _load_batch():
+    """Return the batch's items, each loaded by the single submit's schema.
+
+    Raises:
+        Unprocessable: 422; ``fields`` names each bad item by its index
+            (``{"items": {"3": {"text": [...]}}}``), and nothing is created.
+    """
+    body = json_body()
+    limit = current_app.config["BATCH_MAX_ITEMS"]
+    unknown = sorted(set(body) - {"items"})
+    if unknown:
+        raise Unprocessable(
+            "the request body is invalid",
+            fields={name: ["Unknown field."] for name in unknown},
+        )
+    raw = body.get("items")
+    if not isinstance(raw, list) or not 1 <= len(raw) <= limit:
+        raise Unprocessable(
+            f"give 'items': a list of 1 to {limit} messages",
+            fields={"items": [f"a list of 1 to {limit} objects"]},
+        )
+
+    items, problems, refused = [], {}, {}
+    for index, item in enumerate(raw):
+        if not isinstance(item, dict):
+            problems[str(index)] = {"_schema": ["each item must be a JSON object"]}
+            continue
+        try:
+            items.append(_submit_schema.load(item))
+        except ValidationError as error:
+            problems[str(index)] = error.messages
+            rules = validation.hostile_rules(item.get("text"))
+            if rules:
+                refused[str(index)] = rules
+    if refused:
+        _record_input("suspicious_input", {"refused": True, "items": refused})
+    if problems:
+        raise Unprocessable(
+            f"{len(problems)} of {len(raw)} items are invalid; no job was created",
+            fields={"items": problems},
+        )
+    return items
+
+
+def _job_body(job, queue):
     url = url_for("jobs.get", job_id=job.id)
     body = {"id": job.id, "status": "queued", "queue": queue, "links": {"self": url}}
     if job.callback is not None:
         # Shown this once: the receiver verifies the callback's signature with it.
         body["callback_secret"] = job.callback.secret
-    return body, 202, {"Location": url}
+    return body
+
+
+def _submit_batch(queue):
+    items = _load_batch()
+    for item in items:
+        item["input_flags"] = validation.poisoning_flags(item["text"]) or None
+    jobs = service.create(session, items=items, queue=queue, api_key_id=g.api_key.id)
+    flagged = {job.id: job.input_flags for job in jobs if job.input_flags}
+    if flagged:
+        _record_input("suspicious_input", {"refused": False, "jobs": flagged})
+    try:
+        enqueue(
+            [job.id for job in jobs],
+            queue,
+            per_message=current_app.config["BATCH_JOBS_PER_MESSAGE"],
+        )
+    except ServiceUnavailable:
+        service.mark_unqueued(session, jobs=jobs, reason=_UNQUEUED)
+        raise
+
+    return {"items": [_job_body(job, queue) for job in jobs], "count": len(jobs)}, 202
 
 
 def _owner_id():
@@ -89,6 +160,19 @@ def submit():
 def submit_emergency():
     """Queue one message on the emergency queue, served before standard."""
     return _submit("emergency")
+
+
+@bp.post("/classifications/batch")
+def submit_batch():
+    """Queue up to BATCH_MAX_ITEMS messages on the standard queue at once.
+
+    All or nothing: one bad item is a 422 naming it by index, and no job
+    is created. The 202 lists one job per item, in the items' order.
+    There is no emergency batch: an emergency is one report that needs
+    action, sent on its own to ``POST /v1/emergency``; bulk loads go to
+    the standard queue, so they can never crowd out emergencies.
+    """
+    return _submit_batch("standard")
 
 
 @bp.get("/classifications")

@@ -56,7 +56,7 @@ def test_request_id_reaches_the_worker_log_and_inference_metrics(
     assert line["level"] == "INFO"
     log = worker.log_path.read_text(errors="replace")
     assert TEXT not in log
-    assert key not in log and key.split("_")[2] not in log
+    assert key not in log and key.split("_", 2)[2] not in log
     with app.app_context():
         (batch,) = session.scalars(select(InferenceBatch)).all()
     assert (batch.queue, batch.batch_size) == ("standard", 1)

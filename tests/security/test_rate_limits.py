@@ -396,3 +396,33 @@ def test_admin_lifts_a_ban_through_the_api_and_the_cli(limited):
     assert result.exit_code == 0, result.output
     assert f"lifted ban {identity}" in result.output
     assert _poll(client, headers).get_json()["error"]["code"] == "rate_limited"
+
+
+def test_a_batch_counts_one_request_per_hundred_items(limited):
+    """A batch costs one request per 100 items, rounded up.
+
+    An api_user has 20 a minute: six 250-item batches cost 18, the seventh
+    (3 more) is refused, and a single submit (1) still fits.
+    """
+    app = limited()
+    client = app.test_client()
+    headers = KeyMaker(app).headers("api_user")
+    batch = {"items": [{"text": TWEET}] * 250}
+
+    statuses = [
+        client.post("/v1/classifications/batch", json=batch, headers=headers)
+        for _ in range(6)
+    ]
+    refused = client.post("/v1/classifications/batch", json=batch, headers=headers)
+
+    assert [r.status_code for r in statuses] == [202] * 6
+    assert statuses[0].headers["X-RateLimit-Remaining"] == "17"
+    assert statuses[5].headers["X-RateLimit-Remaining"] == "2"
+    assert refused.status_code == 429
+    assert refused.get_json()["error"]["code"] == "rate_limited"
+    assert (
+        client.post(
+            "/v1/classifications", json={"text": TWEET}, headers=headers
+        ).status_code
+        == 202
+    )

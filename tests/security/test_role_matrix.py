@@ -165,6 +165,10 @@ SAMPLES = {
     "docs.openapi": lambda fx, caller: ({}, {}),
     "jobs.submit": lambda fx, caller: ({}, {"json": {"text": TWEET}}),
     "jobs.submit_emergency": lambda fx, caller: ({}, {"json": {"text": TWEET}}),
+    "jobs.submit_batch": lambda fx, caller: (
+        {},
+        {"json": {"items": [{"text": TWEET}, {"text": TWEET}]}},
+    ),
     "jobs.get": lambda fx, caller: ({"job_id": _job_of(fx, caller)}, {}),
     "jobs.list_": lambda fx, caller: (
         {},

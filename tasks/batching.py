@@ -1,0 +1,198 @@
+"""Gathering waiting classification messages into one forward pass.
+
+A ``classify.jobs`` task starts with the message Celery handed it. Before
+it claims anything it takes more waiting messages of its worker's queues
+straight from the broker, without blocking, until it holds about
+``WORKER_BATCH_MAX_JOBS`` jobs:
+
+- **Emergency first.** The worker's queues are drained in the order it
+  consumes them (``-Q emergency,standard``: emergency, then standard), and
+  emergency jobs run as a pass of their own before any standard job is
+  claimed. A task that started from an emergency message never takes
+  standard work at all.
+- **Short flush.** A standard task that found fewer jobs than the batch
+  size waits up to ``WORKER_BATCH_WAIT_MS`` for more, looking at emergency
+  first on every poll; an emergency ends the wait. Emergency tasks never
+  wait. Under load no wait is needed: messages pile up while a pass runs
+  and the next task takes them all.
+- **Acks.** A message is taken with kombu's ``basic_get`` without an ack:
+  it moves from the queue into the transport's unacked set (the same
+  record Celery's own consumer keeps), so if this process dies the
+  worker's consumer puts it back once ``VISIBILITY_TIMEOUT_SECONDS`` has
+  passed. It is acked only after its jobs are committed as finished, and
+  any message not acked when the task ends (a retry, an error) is put
+  back on its queue at once. A message redelivered after its jobs
+  finished does nothing, because ``storage.jobs.claim`` skips finished
+  jobs: a job is never lost and never runs twice to completion.
+
+The window between the pop and the unacked record (one pipelined write) is
+the same one Celery's consumer has for every message it fetches.
+Messages taken this way run outside Celery's bookkeeping: Flower shows
+only the task that gathered them (the log line gives the batch), and
+their lines carry that task's request id.
+
+TODO: a job gathered into another request's task is logged under that
+request's id, not its own. Acceptable while a batch's line names its
+size and queue; carry the ids per job if tracing one job through a
+batch is needed.
+"""
+
+import time
+from dataclasses import dataclass
+from dataclasses import field
+
+from celery.utils.log import get_task_logger
+
+logger = get_task_logger(__name__)
+
+CLASSIFY_TASK = "classify.jobs"
+EMERGENCY = "emergency"
+# Seconds between looks at the broker while a standard batch waits.
+_POLL_SECONDS = 0.004
+
+_state = {"connection": None, "channel": None}
+
+
+@dataclass
+class Group:
+    """Jobs of one queue that run as one pass, with the messages they came in."""
+
+    queue: str
+    job_ids: list = field(default_factory=list)
+    messages: list = field(default_factory=list)
+    # Whether the task's own message is among them (Celery acks that one).
+    original: bool = False
+
+
+@dataclass
+class Gathered:
+    """What a task holds: groups in the order they run, and the broker channel."""
+
+    groups: list
+    messages_taken: int = 0
+
+    def ack(self, group):
+        """Acknowledge a group's messages: their jobs are committed as finished."""
+        for message in group.messages:
+            try:
+                message.ack()
+            except Exception as error:  # noqa: BLE001  (redelivered, then skipped)
+                # Left in the unacked set: it comes back after the
+                # visibility timeout and claim() skips its finished jobs.
+                logger.warning("batching: ack failed error=%s", type(error).__name__)
+        group.messages = []
+
+    def give_back(self):
+        """Put every message not acked back on its queue (best effort).
+
+        A message that cannot be put back stays in the transport's unacked
+        set and returns after the visibility timeout.
+        """
+        for group in self.groups:
+            for message in group.messages:
+                try:
+                    message.reject(requeue=True)
+                except Exception as error:  # noqa: BLE001  (restored later)
+                    logger.warning(
+                        "batching: could not put a message back error=%s",
+                        type(error).__name__,
+                    )
+            group.messages = []
+
+
+def _channel(app):
+    """Return this process's channel for taking messages, opening it once."""
+    if _state["channel"] is None:
+        connection = app.connection_for_read()
+        connection.ensure_connection(max_retries=1)
+        _state["connection"] = connection
+        _state["channel"] = connection.channel()
+    return _state["channel"]
+
+
+def consumed_queues(app, current):
+    """Return the queues this worker consumes, in its order (``-Q``)."""
+    names = list(app.amqp.queues.consume_from or ())
+    return names or [current]
+
+
+def _take(app, queue_name, room):
+    """Take waiting messages from ``queue_name`` holding up to ``room`` jobs.
+
+    Returns ``[(message, job ids)]``. A message that is not a classification
+    (which the routes never send here) is put back and ends the take.
+    """
+    channel = _channel(app)
+    queue = app.amqp.queues[queue_name].bind(channel)
+    taken = []
+    while room > 0:
+        message = queue.get(no_ack=False)
+        if message is None:
+            break
+        if message.headers.get("task") != CLASSIFY_TASK:
+            message.reject(requeue=True)
+            break
+        args = message.decode()[0]
+        job_ids = list(args[0]) if args else []
+        taken.append((message, job_ids))
+        room -= len(job_ids)
+    return taken
+
+
+def gather(app, *, queue, job_ids, max_jobs, wait_ms):
+    """Return the jobs a task runs: its own and those waiting behind them.
+
+    Args:
+        app: the Celery app.
+        queue: the queue the task's own message came from.
+        job_ids: the task's own job ids.
+        max_jobs: stop taking messages once this many jobs are held.
+        wait_ms: how long a standard batch waits to fill (emergency: never).
+    """
+    own = Group(queue, list(job_ids), original=True)
+    emergency = own if queue == EMERGENCY else Group(EMERGENCY)
+    groups = [emergency] if own is emergency else [emergency, own]
+    gathered = Gathered(groups)
+    queues = consumed_queues(app, queue)
+    if max_jobs <= len(job_ids):
+        return gathered
+
+    def held():
+        return sum(len(group.job_ids) for group in groups)
+
+    def take_into(group, name):
+        # Emergency jobs have a budget of their own, so the last look at
+        # emergency (below) finds room even when standard filled up.
+        room = max_jobs - (len(group.job_ids) if group is emergency else held())
+        found = _take(app, name, room)
+        for message, ids in found:
+            group.messages.append(message)
+            group.job_ids.extend(ids)
+        gathered.messages_taken += len(found)
+        return bool(found)
+
+    try:
+        if EMERGENCY in queues:
+            take_into(emergency, EMERGENCY)
+        if own is emergency:
+            return gathered
+        take_into(own, queue)
+        deadline = time.monotonic() + wait_ms / 1000
+        while held() < max_jobs and not emergency.job_ids:
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(_POLL_SECONDS)
+            if EMERGENCY in queues:
+                take_into(emergency, EMERGENCY)
+            take_into(own, queue)
+        # A last look just before the standard jobs are claimed: an
+        # emergency sent while they were being taken runs ahead of them.
+        # One sent after this look waits for this one pass, as a message
+        # fetched in the same instant always could.
+        if EMERGENCY in queues:
+            take_into(emergency, EMERGENCY)
+    except Exception as error:  # noqa: BLE001  (run what is already held)
+        # The broker failed mid-way: run what is held; the rest waits in
+        # the queue for the next task (the client reconnects by itself).
+        logger.warning("batching: gathering stopped error=%s", type(error).__name__)
+    return gathered
