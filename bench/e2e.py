@@ -1,0 +1,125 @@
+"""The whole stack against the engine alone: ``python -m bench.e2e``.
+
+    python -m bench.e2e --url http://127.0.0.1:8000 --key $KEY --n 2000
+
+Sends N real tweets from ../shared/data/humaid/test.tsv through the
+running service (HTTP batch submits, the queue, the workers, the
+database, bulk polls) and times them from the first submit to the last
+result seen. In the same run it times the classifier engine alone, in
+this process, on the same texts at batch sizes 8, 32 and 128 with one
+and with two torch threads, and takes the best. It prints both
+throughputs and their ratio; the goal is stack >= 0.85 x engine. The last
+line printed is JSON.
+
+Run it against an idle service (``make run``), with an operator or admin
+key: N / 100 batch requests plus the polls fit the default per-key limit.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from app.client import Client
+from classifier.data import data_dir
+from classifier.data import read_tsv
+
+GOAL_RATIO = 0.85
+_POLL_IDS = 100
+_POLL_INTERVAL_SECONDS = 1.0
+_ENGINE_BATCHES = (8, 32, 128)
+_ENGINE_THREADS = (1, 2)
+
+
+def stack_rate(client, texts, *, batch, timeout):
+    """Push ``texts`` through the service; return ``(texts/s, finished jobs)``."""
+    started = time.perf_counter()
+    ids = []
+    for start in range(0, len(texts), batch):
+        items = [
+            {"text": text, "source": "bench"} for text in texts[start : start + batch]
+        ]
+        ids += [job["id"] for job in client.submit_batch(items)]
+
+    pending, done = list(ids), {}
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        still = []
+        for start in range(0, len(pending), _POLL_IDS):
+            chunk = pending[start : start + _POLL_IDS]
+            found = {job["id"]: job for job in client.get_many(chunk)}
+            for job_id in chunk:
+                job = found.get(job_id)
+                if job and job["status"] in ("succeeded", "failed"):
+                    done[job_id] = job
+                else:
+                    still.append(job_id)
+        pending = still
+        if pending:
+            time.sleep(_POLL_INTERVAL_SECONDS)
+    elapsed = time.perf_counter() - started
+    if pending:
+        raise SystemExit(f"e2e: {len(pending)} jobs unfinished after {timeout}s")
+    return len(texts) / elapsed, [done[job_id] for job_id in ids]
+
+
+def engine_rate(texts):
+    """Return ``(best texts/s, {"threads/batch": texts/s})`` of the engine alone."""
+    import torch
+
+    from classifier.engine import Engine
+
+    engine = Engine(threads=1)
+    engine.classify(texts[:64])
+    rates = {}
+    for threads in _ENGINE_THREADS:
+        torch.set_num_threads(threads)
+        for batch in _ENGINE_BATCHES:
+            started = time.perf_counter()
+            engine.classify(texts, batch_size=batch)
+            rate = len(texts) / (time.perf_counter() - started)
+            rates[f"{threads}/{batch}"] = round(rate, 1)
+            print(f"engine threads={threads} batch={batch:<4} {rate:7.1f} texts/s")
+    return max(rates.values()), rates
+
+
+def main(argv=None):
+    """Run both measures and print them with their ratio."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--url", default=os.environ.get("AICRISISALERT_URL", "http://127.0.0.1:8000")
+    )
+    parser.add_argument("--key", default=os.environ.get("AICRISISALERT_KEY"))
+    parser.add_argument("--n", type=int, default=2000, help="tweets to send")
+    parser.add_argument("--batch", type=int, default=200, help="items per request")
+    parser.add_argument("--timeout", type=float, default=900)
+    args = parser.parse_args(argv)
+    if not args.key:
+        parser.error("give --key or set AICRISISALERT_KEY")
+
+    texts = [row[1] for row in read_tsv(data_dir() / "test.tsv", limit=args.n)]
+    client = Client(args.url, args.key, timeout=60)
+    stack, jobs = stack_rate(client, texts, batch=args.batch, timeout=args.timeout)
+    failed = sum(1 for job in jobs if job["status"] != "succeeded")
+    print(f"stack  {stack:7.1f} texts/s ({len(jobs)} jobs, {failed} failed)")
+    engine, rates = engine_rate(texts)
+    ratio = stack / engine
+    print(f"stack/engine = {ratio:.2f} (goal >= {GOAL_RATIO})")
+    summary = {
+        "texts": len(texts),
+        "stack_per_second": round(stack, 1),
+        "engine_per_second": round(engine, 1),
+        "engine_by_threads_and_batch": rates,
+        "ratio": round(ratio, 3),
+        "failed": failed,
+        "goal_ratio": GOAL_RATIO,
+        "goal_met": ratio >= GOAL_RATIO and failed == 0,
+        "load": round(os.getloadavg()[0], 2),
+    }
+    print(json.dumps(summary))
+    return 0 if summary["goal_met"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
