@@ -25,8 +25,10 @@ straight from the broker, without blocking, until it holds about
   finished does nothing, because ``storage.jobs.claim`` skips finished
   jobs: a job is never lost and never runs twice to completion.
 
-The window between the pop and the unacked record (one pipelined write) is
-the same one Celery's consumer has for every message it fetches.
+A message is popped and recorded as unacknowledged by one Redis script
+(``_TAKE_SCRIPT``), so a worker killed while gathering cannot drop one
+between the two steps (kombu's own ``basic_get`` does them in two round
+trips, and a test that kills a worker mid-gather lost a job that way).
 Messages taken this way run outside Celery's bookkeeping: Flower shows
 only the task that gathered them (the log line gives the batch), and
 their lines carry that task's request id.
@@ -37,11 +39,14 @@ size and queue; carry the ids per job if tracing one job through a
 batch is needed.
 """
 
+import json
 import time
 from dataclasses import dataclass
 from dataclasses import field
 
 from celery.utils.log import get_task_logger
+from kombu.serialization import prepare_accept_content
+from kombu.transport import virtual
 
 logger = get_task_logger(__name__)
 
@@ -50,7 +55,22 @@ EMERGENCY = "emergency"
 # Seconds between looks at the broker while a standard batch waits.
 _POLL_SECONDS = 0.004
 
-_state = {"connection": None, "channel": None}
+_state = {"connection": None, "channel": None, "take": None}
+# Pop the oldest message of one queue list and record it in the transport's
+# unacked index and hash, exactly as kombu's Redis QoS.append does, in one
+# atomic step. The hash value is the JSON array [payload, exchange,
+# routing key], built around the payload's own text so nothing is re-encoded.
+_TAKE_SCRIPT = """
+local raw = redis.call('RPOP', KEYS[1])
+if not raw then return false end
+local props = cjson.decode(raw)['properties']
+local info = props['delivery_info']
+redis.call('ZADD', KEYS[2], ARGV[1], props['delivery_tag'])
+redis.call('HSET', KEYS[3], props['delivery_tag'],
+  '[' .. raw .. ',' .. cjson.encode(info['exchange']) .. ','
+  .. cjson.encode(info['routing_key']) .. ']')
+return raw
+"""
 
 
 @dataclass
@@ -110,6 +130,28 @@ def _channel(app):
     return _state["channel"]
 
 
+def _atomic_get(app, channel, queue_name):
+    """Take one message of ``queue_name`` as unacknowledged; None when empty."""
+    if _state["take"] is None:
+        _state["take"] = channel.client.register_script(_TAKE_SCRIPT)
+    for priority in channel.priority_steps:
+        raw = _state["take"](
+            keys=[
+                channel._q_for_pri(queue_name, priority),
+                channel.unacked_index_key,
+                channel.unacked_key,
+            ],
+            args=[time.time()],
+        )
+        if raw:
+            message = channel.Message(json.loads(raw), channel=channel)
+            # Only the in-process record: the Redis side is written already.
+            virtual.QoS.append(channel.qos, message, message.delivery_tag)
+            message.accept = prepare_accept_content(app.conf.accept_content)
+            return message
+    return None
+
+
 def consumed_queues(app, current):
     """Return the queues this worker consumes, in its order (``-Q``)."""
     names = list(app.amqp.queues.consume_from or ())
@@ -123,10 +165,9 @@ def _take(app, queue_name, room):
     (which the routes never send here) is put back and ends the take.
     """
     channel = _channel(app)
-    queue = app.amqp.queues[queue_name].bind(channel)
     taken = []
     while room > 0:
-        message = queue.get(no_ack=False)
+        message = _atomic_get(app, channel, queue_name)
         if message is None:
             break
         if message.headers.get("task") != CLASSIFY_TASK:

@@ -42,8 +42,14 @@ def test_defaults_hand_a_dead_workers_job_on_within_a_minute():
 def test_pool_child_killed_mid_job_runs_it_again_once(
     app, client, make_key, start_worker
 ):
-    """SIGKILL of the pool child: its job re-runs at once; each job succeeds once."""
-    worker = start_worker(settings={"FAULT_DELAY_BEFORE_INFERENCE_MS": 1500})
+    """SIGKILL of the pool child: its job re-runs at once; each job succeeds once.
+
+    One job a task (no gathering), so only the first job is in flight;
+    a killed batch is tests/tasks/test_classify_batching.py's subject.
+    """
+    worker = start_worker(
+        settings={"FAULT_DELAY_BEFORE_INFERENCE_MS": 1500, "WORKER_BATCH_MAX_JOBS": 1}
+    )
     wait_model_loaded(worker)
     headers = make_key.headers()
     ids = [submit(client, headers, TEXT.format(n=n)) for n in range(3)]

@@ -134,9 +134,10 @@ def _assert_model_only_in_the_child(worker, child):
 @pytest.mark.parametrize(
     ("settings", "jobs", "loads"),
     [
-        ({"WORKER_MAX_TASKS_PER_CHILD": 2}, 4, 2),
+        # One job a task (no gathering), so tasks and jobs count alike.
+        ({"WORKER_MAX_TASKS_PER_CHILD": 2, "WORKER_BATCH_MAX_JOBS": 1}, 4, 2),
         # Below the size of a process holding the model: replaced after each.
-        ({"WORKER_MAX_MEMORY_PER_CHILD_KB": 200_000}, 2, 2),
+        ({"WORKER_MAX_MEMORY_PER_CHILD_KB": 200_000, "WORKER_BATCH_MAX_JOBS": 1}, 2, 2),
     ],
     ids=["by-task-count", "by-memory"],
 )
