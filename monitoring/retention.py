@@ -11,10 +11,15 @@ import logging
 from datetime import timedelta
 
 from sqlalchemy import delete
+from sqlalchemy import or_
 from sqlalchemy import select
 
 from storage.models import Job
+from storage.models import JobCallback
 from storage.models import SecurityEvent
+from storage.models import WebhookAttempt
+from storage.models import WebhookDelivery
+from storage.models import WebhookEvent
 from storage.models import utcnow
 from storage.monitoring import Alert
 from storage.monitoring import Evidence
@@ -27,9 +32,9 @@ logger = logging.getLogger(__name__)
 
 # (table, model, time column, setting): evidence and actions go before
 # the alerts they point at.
-# TODO: a table that will point at jobs (webhook deliveries) must be
-# listed before "jobs" here or cascade on delete; nothing points at jobs
-# yet, so jobs are deleted on their own. Add it when that table lands.
+# Jobs take their webhook rows with them (see _delete_jobs_batch): the
+# events announcing them, those events' deliveries and attempts, and their
+# callback URLs, which all point at the job.
 _POLICIES = (
     ("jobs", Job, Job.created_at, "RETENTION_CLASSIFICATIONS_DAYS"),
     ("request_logs", RequestLog, RequestLog.created_at, "RETENTION_REQUEST_LOGS_DAYS"),
@@ -74,6 +79,44 @@ def _expired_ids(model, column, cutoff, batch_size):
     return query.order_by(model.id).limit(batch_size)
 
 
+def _delete_jobs_batch(session, cutoff, batch_size, removed):
+    """Delete one batch of expired jobs and the webhook rows pointing at them.
+
+    Every statement selects the same batch (the ids are not read first), so
+    the first DELETE takes SQLite's write lock and nothing reads in between.
+    Returns the jobs removed; the webhook rows are added to ``removed``.
+    """
+    jobs = _expired_ids(Job, Job.created_at, cutoff, batch_size)
+    events = select(WebhookEvent.id).where(WebhookEvent.job_id.in_(jobs))
+    deliveries = select(WebhookDelivery.id).where(
+        or_(
+            WebhookDelivery.event_id.in_(events),
+            WebhookDelivery.callback_job_id.in_(jobs),
+        )
+    )
+    steps = (
+        (
+            "webhook_attempts",
+            delete(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(deliveries)),
+        ),
+        (
+            "webhook_deliveries",
+            delete(WebhookDelivery).where(WebhookDelivery.id.in_(deliveries)),
+        ),
+        ("webhook_events", delete(WebhookEvent).where(WebhookEvent.id.in_(events))),
+        ("job_callbacks", delete(JobCallback).where(JobCallback.job_id.in_(jobs))),
+    )
+    for table, statement in steps:
+        count = session.execute(
+            statement.execution_options(synchronize_session=False)
+        ).rowcount
+        removed[table] = removed.get(table, 0) + count
+    statement = delete(Job).where(Job.id.in_(jobs))
+    return session.execute(
+        statement.execution_options(synchronize_session=False)
+    ).rowcount
+
+
 def run(session, settings, *, now=None):
     """Delete expired rows from every table; return ``{table: removed}``."""
     now = now or utcnow()
@@ -85,7 +128,14 @@ def run(session, settings, *, now=None):
     for table, model, column, setting in _POLICIES:
         cutoff = now - timedelta(days=int(settings[setting]))
         removed[table] = 0
-        while True:
+        while model is Job:
+            count = _delete_jobs_batch(session, cutoff, batch_size, removed)
+            removed[table] += count
+            record.removed = dict(removed)
+            session.commit()
+            if count < batch_size:
+                break
+        while model is not Job:
             # One statement per batch: on SQLite a read followed by a
             # write in one transaction can fail when another writer got in
             # between; a single DELETE takes the write lock at once.

@@ -39,10 +39,9 @@ def init_app(app):
     app.teardown_request(_forget_request_id)
 
 
-# TODO: the address is the peer's (request.remote_addr). Behind a reverse
-# proxy every client shares the proxy's address, so a block would lock
-# everyone out; before deploying behind one, apply werkzeug's ProxyFix with
-# the number of trusted proxies in the factory.
+# The address is request.remote_addr: the socket's, or the client's as
+# ProxyFix reads it when TRUSTED_PROXY_COUNT proxies sit in front (set that
+# behind a reverse proxy, or a block would lock out everyone behind it).
 
 
 def _watched():

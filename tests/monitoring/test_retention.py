@@ -11,7 +11,11 @@ from monitoring import retention
 from storage.db import get_engine
 from storage.db import session
 from storage.models import Job
+from storage.models import JobCallback
 from storage.models import SecurityEvent
+from storage.models import WebhookAttempt
+from storage.models import WebhookDelivery
+from storage.models import WebhookEvent
 from storage.models import utcnow
 from storage.monitoring import Alert
 from storage.monitoring import InferenceBatch
@@ -39,15 +43,47 @@ def _request_log(moment):
     )
 
 
+def _webhook_rows(job, moment):
+    event = WebhookEvent(
+        type="classification.succeeded", job_id=job.id, created_at=moment, payload="{}"
+    )
+    session.add_all(
+        [event, JobCallback(job_id=job.id, url="https://8.8.8.8/cb", secret="s")]
+    )
+    session.flush()
+    delivery = WebhookDelivery(
+        event_id=event.id,
+        api_key_id=None,
+        callback_job_id=job.id,
+        status="succeeded",
+        attempt_count=1,
+        created_at=moment,
+    )
+    session.add(delivery)
+    session.flush()
+    session.add(
+        WebhookAttempt(
+            delivery_id=delivery.id,
+            number=1,
+            started_at=moment,
+            status_code=200,
+            latency_ms=5.0,
+            outcome="succeeded",
+        )
+    )
+
+
 def _seed(app):
     """Rows on both sides of each period; return the count expected to go."""
     now = utcnow()
     rows = []
+    jobs = {}
     for age in (366 * DAY, 364 * DAY):
-        rows += [
+        jobs[age] = [
             Job(queue="standard", text=text, created_at=now - age)
             for text in ("one message", "another")
         ]
+        rows += jobs[age]
     rows += [_request_log(now - 91 * DAY) for _ in range(5)]
     rows += [_request_log(now - 89 * DAY) for _ in range(2)]
     rows += [
@@ -89,9 +125,17 @@ def _seed(app):
                 action="block_address",
             )
         )
+        # An old and a young job each announced by a webhook event with a
+        # delivery, an attempt and a callback: the old one's rows go with it.
+        for age in (366 * DAY, 364 * DAY):
+            _webhook_rows(jobs[age][0], now - age)
         session.commit()
     return {
         "jobs": 2,
+        "webhook_attempts": 1,
+        "webhook_deliveries": 1,
+        "webhook_events": 1,
+        "job_callbacks": 1,
         "request_logs": 5,
         "inference_batches": 2,
         "security_events": 2,
@@ -106,7 +150,15 @@ def _counts(app):
     with app.app_context():
         return {
             model.__tablename__: session.scalar(select(func.count()).select_from(model))
-            for model in (Job, RequestLog, InferenceBatch, SecurityEvent, Alert)
+            for model in (
+                Job,
+                RequestLog,
+                InferenceBatch,
+                SecurityEvent,
+                Alert,
+                WebhookEvent,
+                WebhookAttempt,
+            )
         }
 
 
@@ -128,6 +180,8 @@ def test_retention_removes_only_expired_rows_and_records_the_run(app):
         "inference_batches": 1,
         "security_events": 1,
         "alerts": 1,
+        "webhook_events": 1,
+        "webhook_attempts": 1,
     }
     assert [(run.status, run.removed) for run in runs] == [
         ("finished", expected),
@@ -146,7 +200,8 @@ def test_retention_task_runs_through_celery_and_logs(app, caplog):
 
     assert result["removed"] == expected
     (line,) = [r.getMessage() for r in caplog.records if "retention:" in r.getMessage()]
-    assert "jobs=2 request_logs=5 inference_batches=2" in line
+    assert "jobs=2 webhook_attempts=1" in line
+    assert "request_logs=5 inference_batches=2" in line
 
 
 def test_retention_cut_off_mid_run_leaves_whole_batches_and_a_true_record(app):
@@ -158,14 +213,15 @@ def test_retention_cut_off_mid_run_leaves_whole_batches_and_a_true_record(app):
             [_request_log(utcnow() - 100 * DAY) for _ in range(5)]
         )  # 10 expired request logs in all
         session.commit()
-    # DELETEs: jobs (2 rows), jobs (none left), request logs (2), then the
-    # fourth, the second batch of request logs, fails.
+    # DELETEs: a batch of jobs is five statements (attempts, deliveries,
+    # events, callbacks, jobs): 2 jobs, then none left; then request logs
+    # (2), and the twelfth, the second batch of request logs, fails.
     deletes = []
 
     def _fail_fourth_delete(conn, clause, *args):
         if str(clause).startswith("DELETE"):
             deletes.append(clause)
-            if len(deletes) == 4:
+            if len(deletes) == 12:
                 raise RuntimeError("simulated crash")
 
     engine = get_engine()
@@ -180,7 +236,14 @@ def test_retention_cut_off_mid_run_leaves_whole_batches_and_a_true_record(app):
         session.rollback()
         (cut,) = session.scalars(select(RetentionRun)).all()
         assert cut.status == "running"
-        assert cut.removed == {"jobs": 2, "request_logs": 2}
+        assert cut.removed == {
+            "jobs": 2,
+            "webhook_attempts": 1,
+            "webhook_deliveries": 1,
+            "webhook_events": 1,
+            "job_callbacks": 1,
+            "request_logs": 2,
+        }
         assert _counts(app)["request_logs"] == 12 - 2
         rerun = retention.run(session, app.config)
     assert rerun["removed"]["request_logs"] == 8

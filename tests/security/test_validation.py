@@ -66,7 +66,7 @@ ACCEPTED = [
     ("source with _ and -", {"text": TWEET, "source": "sms_gw-2"}),
     ("location non-ASCII", {"text": TWEET, "location": "São Paulo, Brasil"}),
     ("location decomposed", {"text": TWEET, "location": "Sa\u0303o Paulo"}),
-    ("location Devanagari", {"text": TWEET, "location": "मुंबई, महाराष्ट्र"}),
+    ("location Devanagari", {"text": TWEET, "location": "मुंबई"}),
     ("location apostrophe", {"text": TWEET, "location": "St. John's, Port-au-Prince"}),
     ("location 200 chars", {"text": TWEET, "location": "a" * 200}),
     ("null source", {"text": TWEET, "source": None, "location": None}),
