@@ -62,6 +62,32 @@ class Client:
         response.raise_for_status()
         return response.json()["items"]
 
+    def wait_finished(self, job_ids, *, timeout, interval=0.5, on_done=None):
+        """Poll until every job has finished or ``timeout`` seconds pass.
+
+        Returns ``(done, pending)``: the finished jobs by id, and the ids
+        still unfinished. ``on_done`` is called once per finished job.
+        """
+        pending, done = list(job_ids), {}
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            still = []
+            for start in range(0, len(pending), _POLL_IDS):
+                chunk = pending[start : start + _POLL_IDS]
+                found = {job["id"]: job for job in self.get_many(chunk)}
+                for job_id in chunk:
+                    job = found.get(job_id)
+                    if job is not None and job["status"] in _FINISHED:
+                        done[job_id] = job
+                        if on_done:
+                            on_done(job)
+                    else:
+                        still.append(job_id)
+            pending = still
+            if pending:
+                time.sleep(interval)
+        return done, pending
+
     def get_many(self, job_ids):
         """Return the jobs for up to 100 ids."""
         response = self.http.get(
@@ -137,26 +163,13 @@ def _submit_all(client, rows, emergency_share, concurrency, seed, batch=None):
 
 
 def _poll_all(client, job_ids, timeout_seconds):
-    pending = list(job_ids)
-    done = {}
-    deadline = time.monotonic() + timeout_seconds
     with tqdm(total=len(job_ids), desc="classify", unit="job", file=sys.stderr) as bar:
-        while pending and time.monotonic() < deadline:
-            still = []
-            for start in range(0, len(pending), _POLL_IDS):
-                chunk = pending[start : start + _POLL_IDS]
-                found = {job["id"]: job for job in client.get_many(chunk)}
-                for job_id in chunk:
-                    job = found.get(job_id)
-                    if job is not None and job["status"] in _FINISHED:
-                        done[job_id] = job
-                        bar.update()
-                    else:
-                        still.append(job_id)
-            pending = still
-            if pending:
-                time.sleep(_POLL_INTERVAL_SECONDS)
-    return done, pending
+        return client.wait_finished(
+            job_ids,
+            timeout=timeout_seconds,
+            interval=_POLL_INTERVAL_SECONDS,
+            on_done=lambda _job: bar.update(),
+        )
 
 
 def run_submit(args):

@@ -26,7 +26,6 @@ from classifier.data import data_dir
 from classifier.data import read_tsv
 
 GOAL_RATIO = 0.85
-_POLL_IDS = 100
 _POLL_INTERVAL_SECONDS = 1.0
 _ENGINE_BATCHES = (8, 32, 128)
 _ENGINE_THREADS = (1, 2)
@@ -42,22 +41,9 @@ def stack_rate(client, texts, *, batch, timeout):
         ]
         ids += [job["id"] for job in client.submit_batch(items)]
 
-    pending, done = list(ids), {}
-    deadline = time.monotonic() + timeout
-    while pending and time.monotonic() < deadline:
-        still = []
-        for start in range(0, len(pending), _POLL_IDS):
-            chunk = pending[start : start + _POLL_IDS]
-            found = {job["id"]: job for job in client.get_many(chunk)}
-            for job_id in chunk:
-                job = found.get(job_id)
-                if job and job["status"] in ("succeeded", "failed"):
-                    done[job_id] = job
-                else:
-                    still.append(job_id)
-        pending = still
-        if pending:
-            time.sleep(_POLL_INTERVAL_SECONDS)
+    done, pending = client.wait_finished(
+        ids, timeout=timeout, interval=_POLL_INTERVAL_SECONDS
+    )
     elapsed = time.perf_counter() - started
     if pending:
         raise SystemExit(f"e2e: {len(pending)} jobs unfinished after {timeout}s")

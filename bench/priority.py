@@ -24,7 +24,6 @@ from classifier.data import data_dir
 from classifier.data import read_tsv
 
 GOAL_P99_FACTOR = 2.0
-_POLL_IDS = 100
 
 
 def _at(value):
@@ -32,22 +31,7 @@ def _at(value):
 
 
 def _wait(client, ids, timeout):
-    pending, done = list(ids), {}
-    deadline = time.monotonic() + timeout
-    while pending and time.monotonic() < deadline:
-        still = []
-        for start in range(0, len(pending), _POLL_IDS):
-            chunk = pending[start : start + _POLL_IDS]
-            found = {job["id"]: job for job in client.get_many(chunk)}
-            for job_id in chunk:
-                job = found.get(job_id)
-                if job and job["status"] in ("succeeded", "failed"):
-                    done[job_id] = job
-                else:
-                    still.append(job_id)
-        pending = still
-        if pending:
-            time.sleep(0.2)
+    done, pending = client.wait_finished(ids, timeout=timeout, interval=0.2)
     if pending:
         raise SystemExit(f"priority: {len(pending)} jobs unfinished after {timeout}s")
     return [done[job_id] for job_id in ids]
