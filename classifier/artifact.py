@@ -11,6 +11,9 @@ DEFAULT_ARTIFACT_DIR = Path(__file__).resolve().parent / "artifacts" / "minilm-h
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 CARD_FILE = "MODEL_CARD.md"
+# The word n-gram model blended with the network (classifier/lexical.py),
+# when the artifact has one.
+LEXICAL_FILES = ("lexical.safetensors", "lexical.json")
 # Keys of config.json that describe the model itself; scores and notes
 # may change without changing the version.
 _VERSIONED_KEYS = ("labels", "max_length", "normalize", "temperature")
@@ -32,7 +35,11 @@ def artifact_version(artifact_dir=DEFAULT_ARTIFACT_DIR):
     config = read_config(artifact_dir)
     digest = hashlib.sha256()
     digest.update((Path(artifact_dir) / WEIGHTS_FILE).read_bytes())
-    described = {key: config[key] for key in _VERSIONED_KEYS}
+    if "lexical" in config:
+        for name in LEXICAL_FILES:
+            digest.update((Path(artifact_dir) / name).read_bytes())
+    keys = _VERSIONED_KEYS + (("lexical",) if "lexical" in config else ())
+    described = {key: config[key] for key in keys}
     digest.update(json.dumps(described, sort_keys=True).encode("utf-8"))
     return "minilm-humaid-" + digest.hexdigest()[:12]
 
@@ -47,6 +54,7 @@ def describe(artifact_dir=DEFAULT_ARTIFACT_DIR):
         "labels": config["labels"],
         "max_length": config["max_length"],
         "temperature": config["temperature"],
+        "lexical": config.get("lexical"),
         "parameters": config.get("parameters"),
         "training": config.get("training", {}),
         "scores": config.get("scores", {}),

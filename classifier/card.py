@@ -24,6 +24,22 @@ def _score_table(report):
     return "\n".join(lines)
 
 
+def _lexical_section(lexical):
+    if not lexical:
+        return []
+    return [
+        "## Lexical model",
+        "",
+        "A TF-IDF model over lower-cased words and word pairs "
+        f"({lexical['features']} features, multinomial logistic regression, "
+        f"C={lexical['c']}, class-balanced) is fitted on train.tsv; its logits "
+        f"are added to the network's with weight {lexical['weight']}, chosen "
+        "on dev.tsv, before the temperature is applied "
+        "(`classifier/lexical.py`).",
+        "",
+    ]
+
+
 def render(config, version):
     """Return the card's Markdown for an artifact's config."""
     training = config.get("training", {})
@@ -42,8 +58,10 @@ def render(config, version):
         f"carried by the package `{config.get('base_model')}` (package licence "
         "MIT; the weights themselves are under Apache-2.0). Loaded from disk "
         "with the Hugging Face offline switches on; nothing is downloaded. "
-        f"Parameters with the head: {config.get('parameters', 'unknown')}.",
+        f"Parameters in all (network, head and any lexical model): "
+        f"{config.get('parameters', 'unknown')}.",
         "",
+        *_lexical_section(config.get("lexical")),
         "## Data and terms of use",
         "",
         _TERMS,
@@ -59,7 +77,7 @@ def render(config, version):
         f"- settings: {', '.join(f'{k}={v}' for k, v in sorted(training.items()))}",
         "",
         "The model was chosen on dev.tsv; test.tsv was used only to report.",
-        "Command: `python -m classifier.train`.",
+        f"Command: `{training.get('command', 'python -m classifier.train')}`.",
     ]
     for split in ("dev", "test"):
         report = scores.get(split)

@@ -77,6 +77,12 @@ class Engine:
         self.version = self.config["version"]
         self.max_length = int(self.config["max_length"])
         self.temperature = float(self.config["temperature"])
+        # The word n-gram model blended into the logits, when the artifact
+        # has one (classifier/lexical.py); numpy only, so no device.
+        from classifier import lexical
+
+        self.lexical = lexical.load(artifact_dir or DEFAULT_ARTIFACT_DIR)
+        self.lexical_weight = float((self.config.get("lexical") or {}).get("weight", 0))
         # One forward pass at a time: torch already uses every thread it
         # was given, and the model is not safe to share between passes.
         self._lock = threading.Lock()
@@ -88,8 +94,14 @@ class Engine:
             time.perf_counter() - started,
         )
 
+    @property
+    def parameters(self):
+        """Return the learned numbers of the network and the lexical model."""
+        count = sum(p.numel() for p in self.model.parameters())
+        return count + (self.lexical.parameters if self.lexical is not None else 0)
+
     def _forward(self, id_rows):
-        """Return calibrated probabilities for id lists of similar length."""
+        """Return the network's raw logits for id lists of similar length."""
         torch = self._torch
         input_ids, mask = pad_batch(id_rows, self.tokenizer.pad_token_id)
         autocast = (
@@ -99,25 +111,34 @@ class Engine:
         )
         with torch.inference_mode(), autocast:
             logits = self.model(input_ids.to(self.device), mask.to(self.device))
-        probs = torch.softmax(logits.float() / self.temperature, dim=-1)
-        return probs.cpu().tolist()
+        return logits.float().cpu()
 
-    def probabilities(self, texts, *, batch_size=DEFAULT_BATCH_SIZE):
-        """Return ``(probability rows, truncated flags)`` in input order."""
-        if not texts:
-            return [], []
+    def logits(self, texts, *, batch_size=DEFAULT_BATCH_SIZE):
+        """Return ``(uncalibrated logits n x labels, truncated flags)``.
 
+        The logits are the network's plus, when the artifact has a
+        lexical model, its logits times the blend weight chosen on dev.
+        """
+        torch = self._torch
         ids, truncated = encode(self.tokenizer, texts, self.max_length)
         order = sorted(range(len(ids)), key=lambda index: len(ids[index]))
-        probs = [None] * len(ids)
+        out = torch.zeros((len(ids), len(self.labels)))
         with self._lock:
             for start in range(0, len(order), batch_size):
                 chunk = order[start : start + batch_size]
-                for index, row in zip(
-                    chunk, self._forward([ids[i] for i in chunk]), strict=False
-                ):
-                    probs[index] = row
-        return probs, truncated
+                out[chunk] = self._forward([ids[i] for i in chunk])
+        if self.lexical is not None and self.lexical_weight:
+            out += self.lexical_weight * torch.from_numpy(self.lexical.logits(texts))
+        return out, truncated
+
+    def probabilities(self, texts, *, batch_size=DEFAULT_BATCH_SIZE):
+        """Return ``(calibrated probability rows, truncated flags)`` in order."""
+        if not texts:
+            return [], []
+
+        logits, truncated = self.logits(texts, batch_size=batch_size)
+        probs = self._torch.softmax(logits / self.temperature, dim=-1)
+        return probs.tolist(), truncated
 
     def classify(self, texts, *, batch_size=DEFAULT_BATCH_SIZE):
         """Classify ``texts``; return one result dict per text, in order."""

@@ -38,7 +38,7 @@ def evaluate(engine, rows, *, batch_size=64, progress=True):
                 confidences.append(result["confidence"])
             bar.update(min(_CHUNK, len(texts) - start))
     report = score([row[2] for row in rows], predicted, confidences)
-    report["parameters"] = sum(p.numel() for p in engine.model.parameters())
+    report["parameters"] = engine.parameters
     report["model_version"] = engine.version
     return report
 

@@ -31,7 +31,11 @@ def expected_calibration_error(confidences, correct, bins=_ECE_BINS):
 
 
 def score(gold, predicted, confidences):
-    """Return the report dict for gold and predicted label names."""
+    """Return the report dict for gold and predicted label names.
+
+    ``confidences`` may be None when only the F1 scores matter (choosing
+    a setting on dev); ``ece`` is then None.
+    """
     per_class = f1_score(
         gold, predicted, labels=list(LABELS), average=None, zero_division=0
     )
@@ -52,5 +56,9 @@ def score(gold, predicted, confidences):
             label: round(float(value), 4)
             for label, value in zip(LABELS, per_class, strict=False)
         },
-        "ece": round(expected_calibration_error(confidences, correct), 4),
+        "ece": (
+            None
+            if confidences is None
+            else round(expected_calibration_error(confidences, correct), 4)
+        ),
     }

@@ -130,14 +130,21 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument(
         "--method",
-        choices=("head", "finetune"),
+        choices=("head", "finetune", "blend"),
         default="head",
         help="head: frozen encoder and a linear head (minutes on a CPU); "
-        "finetune: every weight (about 35 minutes an epoch on 2 CPU cores)",
+        "finetune: every weight (about 35 minutes an epoch on 2 CPU cores); "
+        "blend: keep the network already in --out and refit only the lexical "
+        "model, its blend weight and the temperature",
     )
     parser.add_argument("--epochs", type=int, default=3, help="finetune only")
     parser.add_argument("--batch-size", type=int, default=32, help="finetune only")
     parser.add_argument("--lr", type=float, default=5e-5, help="finetune only")
+    parser.add_argument(
+        "--no-lexical",
+        action="store_true",
+        help="do not fit and blend the word n-gram model (classifier/lexical.py)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     seed_everything()
@@ -148,6 +155,8 @@ def main(argv=None):
     dev_rows = read_tsv(args.data_dir / "dev.tsv", limit=args.limit)
     if args.method == "finetune":
         return _finetune_main(args, train_rows, dev_rows)
+    if args.method == "blend":
+        return _blend_main(args, train_rows, dev_rows)
 
     model, tokenizer = model_lib.load_base(len(LABELS), normalize=True)
     model.eval()
@@ -161,6 +170,9 @@ def main(argv=None):
     c, head = train_head(train_x, train_y, dev_x, dev_y)
     weight, bias = head
     dev_logits = dev_x @ weight.T + bias
+    lexical_model, lexical_config, dev_logits = _blend_lexical(
+        args, train_rows, dev_rows, dev_logits
+    )
     temperature = fit_temperature(dev_logits, dev_y)
     predicted, confidence = _predict(dev_logits, temperature)
     dev_report = score([LABELS[i] for i in dev_y], predicted, confidence)
@@ -176,6 +188,7 @@ def main(argv=None):
         "temperature": round(temperature, 6),
         "training": {
             "method": "frozen encoder, logistic-regression head",
+            "command": _command(args),
             "head_c": c,
             "seed": SEED,
             "train_rows": len(train_rows),
@@ -183,8 +196,9 @@ def main(argv=None):
             "seconds": round(time.time() - started),
         },
         "scores": {"dev": dev_report},
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": _parameters(model, lexical_model),
     }
+    _set_lexical(args.out, config, lexical_model, lexical_config)
     version = model_lib.save_artifact(
         args.out, model, config, trainable_prefixes=("head.",)
     )
@@ -206,8 +220,11 @@ def _finetune_main(args, train_rows, dev_rows):
         max_length=MAX_LENGTH,
     )
     dev_y = np.array([LABEL_TO_INDEX[r[2]] for r in dev_rows])
-    temperature = fit_temperature(dev_logits.numpy(), dev_y)
-    predicted, confidence = _predict(dev_logits.numpy(), temperature)
+    lexical_model, lexical_config, dev_logits = _blend_lexical(
+        args, train_rows, dev_rows, dev_logits.numpy()
+    )
+    temperature = fit_temperature(dev_logits, dev_y)
+    predicted, confidence = _predict(dev_logits, temperature)
     dev_report = score([r[2] for r in dev_rows], predicted, confidence)
     config = {
         "base_model": model_lib.BASE_MODEL_PACKAGE,
@@ -217,17 +234,105 @@ def _finetune_main(args, train_rows, dev_rows):
         "temperature": round(temperature, 6),
         "training": {
             **details,
+            "command": _command(args),
             "seed": SEED,
             "train_rows": len(train_rows),
             "dev_rows": len(dev_rows),
         },
         "scores": {"dev": dev_report},
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": _parameters(model, lexical_model),
     }
+    _set_lexical(args.out, config, lexical_model, lexical_config)
     version = model_lib.save_artifact(
         args.out, model, config, trainable_prefixes=("encoder.", "head.")
     )
     card.write(args.out)
+    print(json.dumps({"version": version, "dev": dev_report, "out": str(args.out)}))
+    return 0
+
+
+def _command(args):
+    parts = ["python -m classifier.train", f"--method {args.method}"]
+    if args.method == "finetune":
+        parts.append(f"--epochs {args.epochs}")
+    if args.no_lexical:
+        parts.append("--no-lexical")
+    if args.limit:
+        parts.append(f"--limit {args.limit}")
+    return " ".join(parts)
+
+
+def _parameters(model, lexical_model):
+    count = sum(p.numel() for p in model.parameters())
+    return count + (lexical_model.parameters if lexical_model is not None else 0)
+
+
+def _blend_lexical(args, train_rows, dev_rows, network_dev_logits):
+    """Fit the lexical model and its weight; return it with blended dev logits.
+
+    Returns ``(model or None, config entry or None, dev logits)``; the
+    model is None when --no-lexical is given or dev prefers weight 0.
+    """
+    if args.no_lexical:
+        return None, None, network_dev_logits
+
+    from classifier import lexical
+
+    train_y = np.array([LABEL_TO_INDEX[r[2]] for r in train_rows])
+    dev_y = np.array([LABEL_TO_INDEX[r[2]] for r in dev_rows])
+    lexical_model, lexical_dev, details = lexical.fit(
+        [r[1] for r in train_rows], train_y, [r[1] for r in dev_rows], dev_y, LABELS
+    )
+    weight = lexical.choose_blend(network_dev_logits, lexical_dev, dev_y, LABELS)
+    if weight == 0:
+        return None, None, network_dev_logits
+    return (
+        lexical_model,
+        {**details, "weight": weight},
+        network_dev_logits + weight * lexical_dev,
+    )
+
+
+def _set_lexical(out, config, lexical_model, lexical_config):
+    """Write or remove the lexical files and config entry of an artifact."""
+    from classifier import artifact
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in artifact.LEXICAL_FILES:
+        (out / name).unlink(missing_ok=True)
+    if lexical_model is None:
+        config.pop("lexical", None)
+        return
+    lexical_model.save(out)
+    config["lexical"] = lexical_config
+
+
+def _blend_main(args, train_rows, dev_rows):
+    """Refit the lexical part of the artifact in --out over its network."""
+    from classifier import artifact
+    from classifier.engine import Engine
+
+    engine = Engine(args.out, threads=args.threads)
+    engine.lexical = None
+    network_dev, _ = engine.logits([r[1] for r in dev_rows])
+    dev_y = np.array([LABEL_TO_INDEX[r[2]] for r in dev_rows])
+    lexical_model, lexical_config, dev_logits = _blend_lexical(
+        args, train_rows, dev_rows, network_dev.numpy()
+    )
+    temperature = fit_temperature(dev_logits, dev_y)
+    predicted, confidence = _predict(dev_logits, temperature)
+    dev_report = score([r[2] for r in dev_rows], predicted, confidence)
+    config = artifact.read_config(args.out)
+    config["temperature"] = round(temperature, 6)
+    config["parameters"] = _parameters(engine.model, lexical_model)
+    config.setdefault("scores", {})["dev"] = dev_report
+    config["scores"].pop("test", None)
+    config["training"]["blend_command"] = _command(args)
+    _set_lexical(args.out, config, lexical_model, lexical_config)
+    artifact.write_config(args.out, config)
+    card.write(args.out)
+    version = artifact.artifact_version(args.out)
     print(json.dumps({"version": version, "dev": dev_report, "out": str(args.out)}))
     return 0
 

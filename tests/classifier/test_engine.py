@@ -97,6 +97,7 @@ def test_evaluate_command_prints_report_as_last_line(tmp_path, real_tweets):
             str(sample),
             "--threads",
             "1",
+            "--no-lexical",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -163,6 +164,7 @@ def test_finetune_trains_every_weight_and_writes_a_loadable_artifact(tmp_path):
     out_dir = tmp_path / "finetuned"
     args = ["--method", "finetune", "--limit", "64", "--epochs", "1"]
     args += ["--batch-size", "16", "--threads", "1", "--out", str(out_dir)]
+    args += ["--no-lexical"]
 
     out = subprocess.run(
         [sys.executable, "-m", "classifier.train", *args],

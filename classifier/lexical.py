@@ -1,0 +1,206 @@
+"""A word n-gram model whose logits are blended with the network's.
+
+The network reads a tweet as sub-word pieces; this model reads it as
+whole words and word pairs (TF-IDF over 1- and 2-grams with a multinomial
+logistic regression). The two make different mistakes, so a weighted sum
+of their logits, with the weight chosen on dev, scores better than
+either. Serving needs numpy only: the vocabulary, idf and weights are
+stored in the artifact beside the network, and the vectoriser below is
+the same function at training and serving time.
+
+Files in the artifact folder: ``lexical.safetensors`` (``weight`` as
+features x labels, ``bias``, ``idf``) and ``lexical.json`` (the
+vocabulary, one term per feature index).
+"""
+
+import json
+import logging
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+
+from classifier.text import normalise
+
+logger = logging.getLogger(__name__)
+
+TENSORS_FILE = "lexical.safetensors"
+VOCABULARY_FILE = "lexical.json"
+# Words of two or more letters or digits; "#" and "@" fall away, so a
+# hashtag counts as the word it spells.
+_WORD_RE = re.compile(r"\w\w+")
+_MAX_FEATURES = 50000
+_MIN_DF = 2
+# Inverse regularisation strengths tried on dev, and blend weights.
+_C_GRID = (2.0, 4.0, 8.0)
+_BLEND_GRID = tuple(round(0.1 * step, 1) for step in range(0, 31))
+
+
+def terms(text):
+    """Return the words and adjacent word pairs of ``text``, lower-cased."""
+    words = _WORD_RE.findall(normalise(text).lower())
+    return words + [
+        f"{first} {second}" for first, second in zip(words, words[1:], strict=False)
+    ]
+
+
+class LexicalModel:
+    """TF-IDF features (sublinear tf, l2 norm) and a linear layer."""
+
+    def __init__(self, vocabulary, idf, weight, bias):
+        self.vocabulary = list(vocabulary)
+        self._index = {term: i for i, term in enumerate(self.vocabulary)}
+        self.idf = np.asarray(idf, dtype=np.float32)
+        self.weight = np.asarray(weight, dtype=np.float32)
+        self.bias = np.asarray(bias, dtype=np.float32)
+
+    @property
+    def parameters(self):
+        """Return the number of learned numbers (weights, biases, idf)."""
+        return int(self.weight.size + self.bias.size + self.idf.size)
+
+    def features(self, text):
+        """Return ``(indices, values)`` of the text's unit-length vector."""
+        counts = {}
+        for term in terms(text):
+            index = self._index.get(term)
+            if index is not None:
+                counts[index] = counts.get(index, 0) + 1
+        if not counts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        indices = np.fromiter(counts, dtype=np.int64, count=len(counts))
+        tf = np.array([1.0 + math.log(counts[i]) for i in indices], np.float32)
+        values = tf * self.idf[indices]
+        return indices, values / np.linalg.norm(values)
+
+    def logits(self, texts):
+        """Return the raw logits, one row a text (n x labels, float32)."""
+        out = np.tile(self.bias, (len(texts), 1))
+        for row, text in enumerate(texts):
+            indices, values = self.features(text)
+            if len(indices):
+                out[row] += values @ self.weight[indices]
+        return out
+
+    def save(self, artifact_dir):
+        """Write the model's two files into ``artifact_dir``."""
+        from safetensors.numpy import save_file
+
+        artifact_dir = Path(artifact_dir)
+        save_file(
+            {
+                "weight": self.weight.astype(np.float16),
+                "bias": self.bias.astype(np.float32),
+                "idf": self.idf.astype(np.float32),
+            },
+            str(artifact_dir / TENSORS_FILE),
+        )
+        (artifact_dir / VOCABULARY_FILE).write_text(
+            json.dumps(self.vocabulary, ensure_ascii=False) + "\n", "utf-8"
+        )
+
+
+def load(artifact_dir):
+    """Return the artifact's lexical model, or None when it has none."""
+    artifact_dir = Path(artifact_dir)
+    if not (artifact_dir / TENSORS_FILE).exists():
+        return None
+    from safetensors.numpy import load_file
+
+    tensors = load_file(str(artifact_dir / TENSORS_FILE))
+    vocabulary = json.loads((artifact_dir / VOCABULARY_FILE).read_text("utf-8"))
+    if len(vocabulary) != tensors["weight"].shape[0]:
+        raise ValueError("lexical vocabulary and weights disagree in size")
+    return LexicalModel(vocabulary, tensors["idf"], tensors["weight"], tensors["bias"])
+
+
+def fit(train_texts, train_y, dev_texts, dev_y, labels):
+    """Fit the vectoriser and one regression per strength; keep the best.
+
+    Returns:
+        ``(model, dev_logits, details)``.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from classifier.metrics import score
+
+    vectoriser = TfidfVectorizer(
+        analyzer=terms,
+        sublinear_tf=True,
+        min_df=_MIN_DF,
+        max_features=_MAX_FEATURES,
+        dtype=np.float32,
+    )
+    train_x = vectoriser.fit_transform(train_texts)
+    dev_x = vectoriser.transform(dev_texts)
+    vocabulary = [None] * len(vectoriser.vocabulary_)
+    for term, index in vectoriser.vocabulary_.items():
+        vocabulary[index] = term
+    gold = [labels[i] for i in dev_y]
+    best = None
+    for c in _C_GRID:
+        regression = LogisticRegression(
+            C=c, max_iter=500, class_weight="balanced", random_state=0
+        )
+        regression.fit(train_x, train_y)
+        weight, bias = _full_weights(regression, len(vocabulary), len(labels))
+        dev_logits = np.asarray(dev_x @ weight) + bias
+        report = score(gold, [labels[i] for i in dev_logits.argmax(axis=1)], None)
+        merit = report["weighted_f1"] + report["macro_f1"]
+        logger.info(
+            "lexical: C=%s dev weighted_f1=%s macro_f1=%s",
+            c,
+            report["weighted_f1"],
+            report["macro_f1"],
+        )
+        if best is None or merit > best[0]:
+            best = (merit, c, weight, bias, dev_logits)
+
+    _merit, c, weight, bias, dev_logits = best
+    model = LexicalModel(vocabulary, vectoriser.idf_, weight, bias)
+    details = {"c": c, "features": len(vocabulary), "ngrams": [1, 2]}
+    return model, dev_logits.astype(np.float32), details
+
+
+# Bias given to a class absent from a (small) training sample, so that
+# the lexical logits never favour it.
+_ABSENT_CLASS_BIAS = -30.0
+
+
+def _full_weights(regression, features, labels):
+    """Return ``(weight features x labels, bias)`` over every label."""
+    weight = np.zeros((features, labels), np.float32)
+    bias = np.full(labels, _ABSENT_CLASS_BIAS, np.float32)
+    classes = regression.classes_
+    if len(classes) == 2:
+        # A two-class regression has one row: the second class's margin.
+        weight[:, classes[1]] = regression.coef_[0]
+        bias[classes[1]] = regression.intercept_[0]
+        bias[classes[0]] = 0.0
+    else:
+        weight[:, classes] = regression.coef_.T
+        bias[classes] = regression.intercept_
+    return weight, bias
+
+
+def choose_blend(network_logits, lexical_logits, dev_y, labels):
+    """Return the weight of the lexical logits that scores best on dev."""
+    from classifier.metrics import score
+
+    gold = [labels[i] for i in dev_y]
+    best = None
+    for weight in _BLEND_GRID:
+        blended = network_logits + weight * lexical_logits
+        report = score(gold, [labels[i] for i in blended.argmax(axis=1)], None)
+        merit = report["weighted_f1"] + report["macro_f1"]
+        if best is None or merit > best[0] + 1e-9:
+            best = (merit, weight, report)
+    logger.info(
+        "lexical: blend weight=%s dev weighted_f1=%s macro_f1=%s",
+        best[1],
+        best[2]["weighted_f1"],
+        best[2]["macro_f1"],
+    )
+    return best[1]
