@@ -9,7 +9,7 @@ ARTIFACT := classifier/artifacts/minilm-humaid/model.safetensors
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test venv redis model db lint train train-head evaluate fuzz
+.PHONY: run test venv redis model db lint train train-head evaluate fuzz soak
 
 run: venv redis model db
 	@echo ""
@@ -60,3 +60,9 @@ evaluate: venv
 # 29 operations x 450 generated requests, no 5xx, responses match the spec.
 fuzz: venv
 	$(BIN)/python -m bench.fuzz --url $${AICRISISALERT_URL:-http://127.0.0.1:8000} --key $${AICRISISALERT_KEY:?set AICRISISALERT_KEY to an admin key} --examples $${FUZZ_EXAMPLES:-450}
+
+# The levelling run at full size: 10,000 jobs measured (two rounds of 5,000
+# after a warm-up), Redis keys and a worker's memory compared between them.
+soak: venv
+	AICRISISALERT_SOAK_HALF_JOBS=5000 $(BIN)/python -m pytest -s -p no:cacheprovider \
+		tests/faults/test_workers.py -k levels_off

@@ -62,14 +62,32 @@ class Client:
         response.raise_for_status()
         return response.json()["items"]
 
-    def wait_finished(self, job_ids, *, timeout, interval=0.5, on_done=None):
+    def wait_finished(
+        self, job_ids, *, timeout, interval=0.5, on_done=None, newest_first=False
+    ):
         """Poll until every job has finished or ``timeout`` seconds pass.
+
+        With ``newest_first``, only the last ``_POLL_IDS`` ids are polled
+        until they have finished, and then all of them: jobs of one queue
+        finish about in the order they were sent, so a big run is watched
+        with one request a poll instead of one per hundred jobs (whose
+        load would compete with the workers being measured).
 
         Returns ``(done, pending)``: the finished jobs by id, and the ids
         still unfinished. ``on_done`` is called once per finished job.
         """
         pending, done = list(job_ids), {}
         deadline = time.monotonic() + timeout
+        newest = pending[-_POLL_IDS:] if newest_first else []
+        while newest and time.monotonic() < deadline:
+            found = {job["id"]: job for job in self.get_many(newest)}
+            newest = [
+                job_id
+                for job_id in newest
+                if job_id not in found or found[job_id]["status"] not in _FINISHED
+            ]
+            if newest:
+                time.sleep(interval)
         while pending and time.monotonic() < deadline:
             still = []
             for start in range(0, len(pending), _POLL_IDS):

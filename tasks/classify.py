@@ -105,8 +105,6 @@ def _classify(self, job_ids, gathered):
 
     faults.before_inference(jobs, current_app.config)
 
-    faults.before_inference(jobs, current_app.config)
-
     cold = not engine_loaded()
     try:
         engine = get_engine()
