@@ -110,6 +110,9 @@ def test_blend_command_adds_the_lexical_model_to_an_artifact(tmp_path):
     shutil.copytree(DEFAULT_ARTIFACT_DIR, out_dir)
     for name in ("lexical.safetensors", "lexical.json"):
         (out_dir / name).unlink(missing_ok=True)
+    config = json.loads((out_dir / "config.json").read_text("utf-8"))
+    config.pop("lexical", None)
+    (out_dir / "config.json").write_text(json.dumps(config), "utf-8")
     network_bytes = (out_dir / "model.safetensors").read_bytes()
 
     out = subprocess.run(
