@@ -46,8 +46,13 @@ class DefaultConfig:
     # Where the API listens (gunicorn's bind).
     HOST = "127.0.0.1"
     PORT = 8000
-    # gunicorn worker processes for the API.
+    # gunicorn worker processes for the API, and threads in each
+    # (config/gunicorn.py says why 2 and 4 on two cores).
     WEB_WORKERS = 2
+    WEB_THREADS = 4
+    # gunicorn's access log: "-" for stderr, a file path, or None for none
+    # (every request is also a request-log row in the database).
+    WEB_ACCESS_LOG = "-"
     # Text limits, counted in characters after trimming whitespace.
     TEXT_MIN_CHARS = 3
     TEXT_MAX_CHARS = 10_000
