@@ -63,8 +63,9 @@ class _Buffer:
         if self.pid == os.getpid() and self.thread is not None:
             return
         with self.lock:
-            if self.pid != os.getpid():
-                self.rows, self.usage = [], {}
+            if self.pid != os.getpid() or self.thread is None:
+                if self.pid != os.getpid():
+                    self.rows, self.usage = [], {}
                 self.pid = os.getpid()
                 self.thread = threading.Thread(
                     target=self._run, name="requestlog-flusher", daemon=True
@@ -72,9 +73,14 @@ class _Buffer:
                 self.thread.start()
 
     def _run(self):
-        while True:
+        # Runs until the process is set to write at once (a test app built
+        # after a batching one), then hands back what it holds.
+        while self.interval_seconds > 0:
             time.sleep(self.interval_seconds)
             flush()
+        with self.lock:
+            self.thread = None
+        flush()
 
 
 _buffer = _Buffer()
