@@ -124,7 +124,7 @@ def _refusal(row, matched, now):
 
 
 def authenticate(pepper):
-    """Return the live key (a :class:`~security.keycache.KeySnapshot`) of the request.
+    """Return the request's live key, a :class:`~security.keycache.KeySnapshot`.
 
     The current secret always works; the previous one (after a rotation)
     only until its grace period ends.
@@ -159,21 +159,15 @@ def authenticate(pepper):
 
 
 def _key_snapshot(prefix):
-    """Return the snapshot of the key with ``prefix``, cached or read, or None.
-
-    Unknown prefixes are not cached: each guess costs a query, and guesses
-    are rate-limited by address.
-    """
+    """Return the snapshot of the key with ``prefix``, cached or read, or None."""
     generation = g.get("key_generation")
     snapshot = keycache.cache.get(prefix, generation)
-    if snapshot is not None:
+    if snapshot is not keycache.MISS:
         return snapshot
 
     row = session.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).first()
-    if row is None:
-        return None
-    snapshot = keycache.KeySnapshot.of(row)
-    keycache.cache.put(snapshot, generation)
+    snapshot = keycache.KeySnapshot.of(row) if row is not None else None
+    keycache.cache.put(prefix, snapshot, generation)
     return snapshot
 
 

@@ -3,7 +3,8 @@
 Every authenticated request used to select its key's row. The cache keeps
 a read-only snapshot of the fields authentication needs, per prefix, and
 the presented secret is still hashed and compared on every request: the
-cache saves the query, never the check.
+cache saves the query, never the check. A prefix with no row is cached
+as well, so a guessed prefix and a real one answer alike.
 
 A change to a key must still take effect at once, wherever it is made (the
 API, the ``flask keys`` CLI, the watch's automatic revocation in a
@@ -70,8 +71,19 @@ class KeySnapshot:
         )
 
 
+MISS = object()
+# Entries one process keeps at most; past this the cache starts again
+# empty, so a flood of made-up prefixes cannot grow it without bound.
+_MAX_ENTRIES = 10_000
+
+
 class KeyCache:
-    """Snapshots by prefix, each tagged with the generation it was read under."""
+    """Snapshots by prefix, each tagged with the generation it was read under.
+
+    A prefix with no row is kept too (as None), so that a repeated guess
+    costs the same as a repeated use of a real key: the answer's timing
+    does not tell which prefixes exist.
+    """
 
     def __init__(self):
         self.ttl_seconds = 0.0
@@ -79,22 +91,24 @@ class KeyCache:
         self._lock = threading.Lock()
 
     def get(self, prefix, generation):
-        """Return the snapshot of ``prefix`` if still good for ``generation``."""
+        """Return what is known of ``prefix`` (a snapshot or None), or MISS."""
         entry = self._entries.get(prefix)
         if entry is None:
-            return None
+            return MISS
 
         snapshot, taken_under, read_at = entry
         if taken_under != generation or time.monotonic() - read_at > self.ttl_seconds:
-            return None
+            return MISS
         return snapshot
 
-    def put(self, snapshot, generation):
-        """Remember ``snapshot``, read from the database under ``generation``."""
+    def put(self, prefix, snapshot, generation):
+        """Remember ``snapshot`` (None: no such key) read under ``generation``."""
         if self.ttl_seconds <= 0:
             return
         with self._lock:
-            self._entries[snapshot.prefix] = (snapshot, generation, time.monotonic())
+            if len(self._entries) >= _MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[prefix] = (snapshot, generation, time.monotonic())
 
     def clear(self):
         """Forget every snapshot."""

@@ -91,7 +91,7 @@ def test_revocation_in_another_process_applies_on_the_next_request(
     watch_redis = redis.Redis.from_url(app.config["BROKER_URL"])
     assert _submit(client, key).status_code == 202
     generation = keycache.parse_generation(watch_redis.get(keycache.GENERATION_KEY))
-    assert keycache.cache.get(prefix, generation) is not None
+    assert keycache.cache.get(prefix, generation) is not keycache.MISS
     env = {
         **os.environ,
         "AICRISISALERT_DATABASE_URL": database_url,
@@ -112,7 +112,7 @@ def test_revocation_in_another_process_applies_on_the_next_request(
     assert result.returncode == 0, result.stderr[-2000:]
     # Nothing in this process emptied its cache: the snapshot is still there,
     # under the generation before the revocation.
-    assert keycache.cache.get(prefix, generation) is not None
+    assert keycache.cache.get(prefix, generation) is not keycache.MISS
     response = _submit(client, key)
     assert response.status_code == 401
     assert response.get_json()["error"]["code"] == "unauthorized"
@@ -148,3 +148,26 @@ def test_unannounced_change_applies_within_the_cache_lifetime(short_cache_app):
     assert _submit(client, key).status_code == 202  # the snapshot, still fresh
     time.sleep(0.6)
     assert _submit(client, key).status_code == 401
+
+
+def test_unknown_prefix_is_cached_until_a_key_takes_it(app, client):
+    """Guesses at one prefix query once; a key created with it then works."""
+    key, prefix = keys.generate(prefix="abcd1234")
+
+    with _KeyQueries() as queries:
+        statuses = [_submit(client, key).status_code for _ in range(5)]
+
+    assert statuses == [401] * 5
+    assert queries.count == 1
+    with app.app_context():
+        session.add(
+            ApiKey(
+                name="late",
+                prefix=prefix,
+                key_hash=keys.hash_key(key, app.config["KEY_PEPPER"]),
+                role="operator",
+                use_count=0,
+            )
+        )
+        session.commit()
+    assert _submit(client, key).status_code == 202
