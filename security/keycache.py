@@ -40,6 +40,10 @@ from storage.models import ApiKey
 logger = logging.getLogger(__name__)
 
 GENERATION_KEY = "aicrisisalert:keys:generation"
+# The counter expires a day after the last change, like every key we keep
+# in Redis. When it lapses it reads 0 again: snapshots tagged with a later
+# value stop matching, and none lives longer than KEY_CACHE_SECONDS anyway.
+_GENERATION_TTL_SECONDS = 24 * 3600
 _CHANGED = "aicrisisalert_api_keys_changed"
 
 
@@ -161,7 +165,10 @@ def install(session, *, ttl_seconds, redis_client):
             return
         cache.clear()
         try:
-            install._state["redis_client"]().incr(GENERATION_KEY)
+            pipe = install._state["redis_client"]().pipeline(transaction=False)
+            pipe.incr(GENERATION_KEY)
+            pipe.expire(GENERATION_KEY, _GENERATION_TTL_SECONDS)
+            pipe.execute()
         except redis.RedisError as error:
             # Other processes still drop their snapshots within the TTL.
             logger.warning("keys: generation not bumped error=%s", error)

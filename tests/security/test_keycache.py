@@ -76,6 +76,7 @@ def test_committed_key_change_bumps_the_generation_in_redis(app, make_key):
 
     after = keycache.parse_generation(watch_redis.get(keycache.GENERATION_KEY))
     assert after == before + 1
+    assert watch_redis.ttl(keycache.GENERATION_KEY) > 0
 
 
 def test_revocation_in_another_process_applies_on_the_next_request(
