@@ -3,7 +3,7 @@
 Every public name here is read by gunicorn as a setting, so helpers are
 imported under private names.
 
-Sizing on two cores: a submit costs about 4 ms of CPU in a worker, almost
+Sizing on two cores: a submit costs about 6 ms of CPU in a worker, almost
 all of it Python holding the GIL, and waits well under a millisecond on
 Redis and the database. One process per core (``WEB_WORKERS`` 2) is what
 lets the API use both cores; more processes only add GIL-free context
