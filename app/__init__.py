@@ -12,7 +12,10 @@ from app.errors import register_error_handlers
 from app.queueing import init_celery
 from app.watch import hooks as watch_hooks
 from monitoring import logs
+from monitoring import requestlog
+from monitoring import state
 from security import headers
+from security import keycache
 from storage import db
 
 
@@ -33,6 +36,13 @@ def create_app(test_config=None):
     db.init_engine(
         app.config["DATABASE_URL"],
         busy_timeout_seconds=app.config["SQLITE_BUSY_TIMEOUT_SECONDS"],
+        synchronous=app.config["SQLITE_SYNCHRONOUS"],
+    )
+    requestlog.configure(flush_seconds=app.config["REQUESTLOG_FLUSH_SECONDS"])
+    keycache.install(
+        db.session,
+        ttl_seconds=app.config["KEY_CACHE_SECONDS"],
+        redis_client=lambda: state.client_for(app.config),
     )
     init_celery(app)
 

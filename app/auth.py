@@ -19,11 +19,12 @@ import logging
 from flask import g
 from flask import request
 from sqlalchemy import select
-from sqlalchemy import update
 
 from app.errors import Forbidden
 from app.errors import Unauthorized
+from monitoring import requestlog
 from security import events
+from security import keycache
 from security import keys
 from security import roles
 from storage.db import session
@@ -123,7 +124,7 @@ def _refusal(row, matched, now):
 
 
 def authenticate(pepper):
-    """Return the live ApiKey row for the request's key.
+    """Return the request's live key, a :class:`~security.keycache.KeySnapshot`.
 
     The current secret always works; the previous one (after a rotation)
     only until its grace period ends.
@@ -138,9 +139,7 @@ def authenticate(pepper):
         _record_failure(None, "no bearer key")
         raise
     prefix = keys.parse_prefix(presented)
-    row = None
-    if prefix is not None:
-        row = session.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).first()
+    row = _key_snapshot(prefix) if prefix is not None else None
     # Hash and compare even when no row was found, so timing does not
     # reveal which prefixes exist.
     candidates = (
@@ -155,13 +154,21 @@ def authenticate(pepper):
 
     if matched == 1:
         logger.info("auth: previous secret used prefix=%s", row.prefix)
-    session.execute(
-        update(ApiKey)
-        .where(ApiKey.id == row.id)
-        .values(last_used_at=now, use_count=ApiKey.use_count + 1)
-    )
-    session.commit()
+    requestlog.count_key_use(row.id, now)
     return row
+
+
+def _key_snapshot(prefix):
+    """Return the snapshot of the key with ``prefix``, cached or read, or None."""
+    generation = g.get("key_generation")
+    snapshot = keycache.cache.get(prefix, generation)
+    if snapshot is not keycache.MISS:
+        return snapshot
+
+    row = session.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).first()
+    snapshot = keycache.KeySnapshot.of(row) if row is not None else None
+    keycache.cache.put(prefix, snapshot, generation)
+    return snapshot
 
 
 def _record_failure(prefix, reason):

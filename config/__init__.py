@@ -33,6 +33,12 @@ class DefaultConfig:
     DATABASE_URL = f"sqlite:///{VAR_DIR / 'aicrisisalert.db'}"
     # Seconds a SQLite writer waits for a lock before giving up.
     SQLITE_BUSY_TIMEOUT_SECONDS = 30
+    # SQLite's PRAGMA synchronous. In WAL mode "NORMAL" syncs the log at
+    # checkpoints, not at every commit: a committed row survives any
+    # process crash (the job row is committed before its 202, always), and
+    # only an OS crash or power cut may undo the last commits. "FULL" syncs
+    # every commit, a disk flush on the path of each submit.
+    SQLITE_SYNCHRONOUS = "NORMAL"
     # The Celery broker; required in production.
     BROKER_URL = "redis://127.0.0.1:6379/0"
     # Where Celery keeps task states (each key expires, see RESULT_EXPIRES).
@@ -40,8 +46,13 @@ class DefaultConfig:
     # Where the API listens (gunicorn's bind).
     HOST = "127.0.0.1"
     PORT = 8000
-    # gunicorn worker processes for the API.
+    # gunicorn worker processes for the API, and threads in each
+    # (config/gunicorn.py says why 2 and 4 on two cores).
     WEB_WORKERS = 2
+    WEB_THREADS = 4
+    # gunicorn's access log: "-" for stderr, a file path, or None for none
+    # (every request is also a request-log row in the database).
+    WEB_ACCESS_LOG = "-"
     # Text limits, counted in characters after trimming whitespace.
     TEXT_MIN_CHARS = 3
     TEXT_MAX_CHARS = 10_000
@@ -113,6 +124,12 @@ class DefaultConfig:
     # than KEY_MAX_GRACE_SECONDS.
     KEY_ROTATION_GRACE_SECONDS = 24 * 3600
     KEY_MAX_GRACE_SECONDS = 30 * 24 * 3600
+    # Seconds a process may authenticate from its cached copy of a key row
+    # (security/keycache.py). Any committed change to a key also empties
+    # the caches through a counter in the watch's Redis, checked on every
+    # request, so this bounds how late a change takes effect only while
+    # that Redis is down. 0 reads the row on every request.
+    KEY_CACHE_SECONDS = 5.0
     # Rate limits (flask-limiter: https://flask-limiter.readthedocs.io/).
     # On by default; the test config turns them off and the tests of limits
     # turn them back on.
@@ -210,6 +227,11 @@ class DefaultConfig:
     # --- Monitoring: logs, metrics, retention, anomaly checks, response ---
     # "text" or "json" (one JSON object a line); production defaults to json.
     LOG_FORMAT = None
+    # Seconds between writes of the request-log rows and key usage a
+    # process holds (monitoring/requestlog.py): one transaction for all
+    # of them instead of two commits per request. A process killed
+    # outright loses at most this much of them. 0 writes each at once.
+    REQUESTLOG_FLUSH_SECONDS = 1.0
     # Redis holding the blocklist, the detailed-logging switch and the
     # metric counters; None means the broker's Redis (keys are prefixed).
     MONITOR_REDIS_URL = None
@@ -305,6 +327,9 @@ class TestingConfig(DefaultConfig):
     # Off unless a test is about them (those tests turn them on).
     RATELIMIT_ENABLED = False
     TALISMAN_ENABLED = False
+    # Rows are in the database as soon as the request is answered; the
+    # tests of batching set a flush interval of their own.
+    REQUESTLOG_FLUSH_SECONDS = 0
 
 
 # Settings production will not run without, and the variable that sets each.
@@ -379,7 +404,10 @@ def celery_settings(settings):
         },
         "worker_hijack_root_logger": False,
         "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        # No "task-sent" event: it is a second publish on every submit
+        # (about half the cost of enqueueing a job). Flower still sees each
+        # task from the moment a worker receives it.
+        "task_send_sent_event": False,
         # Webhook delivery and the watch have queues and workers of their
         # own, so a slow receiver or a flood of classifications never holds
         # up the others.

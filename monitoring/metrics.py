@@ -68,13 +68,28 @@ def increment(client, name, labels, amount=1):
 
 def observe(client, name, labels, value):
     """Record one observation of ``value`` in histogram ``name``."""
+    pipe = client.pipeline(transaction=False)
+    _queue_observation(pipe, name, labels, value)
+    pipe.execute()
+
+
+def _queue_observation(pipe, name, labels, value):
     _help, label_names, buckets = HISTOGRAMS[name]
     _check_labels(label_names, labels)
     values = [str(labels[label]) for label in label_names]
     index = next((i for i, bound in enumerate(buckets) if value <= bound), "inf")
-    pipe = client.pipeline(transaction=False)
     pipe.hincrby(_HASH + name, json.dumps([*values, index]), 1)
     pipe.hincrbyfloat(_HASH + name, json.dumps([*values, "sum"]), float(value))
+
+
+def count_request(client, *, endpoint, status, submit_seconds=None):
+    """Count one API request and, for a submit, its latency: one round trip."""
+    pipe = client.pipeline(transaction=False)
+    increment(pipe, "requests", {"endpoint": endpoint, "status": status})
+    if submit_seconds is not None:
+        _queue_observation(
+            pipe, "submit_latency_seconds", {"endpoint": endpoint}, submit_seconds
+        )
     pipe.execute()
 
 

@@ -1,27 +1,162 @@
-"""Writing request-log rows: one per API request, never the message's text."""
+"""Per-request bookkeeping: request-log rows and API key usage, in batches.
 
+Every API request leaves a request-log row (never the message's text),
+and every authenticated one adds to its key's ``use_count`` and sets its
+``last_used_at``. Written one by one, that was two commits per request,
+each waiting on the database's write lock and its sync to disk, on the
+path of every submit.
+
+With ``REQUESTLOG_FLUSH_SECONDS`` above 0 the process keeps them in memory
+and a background thread writes them every that many seconds, in one
+transaction: the rows in one multi-row insert, the usage as one update per
+key. What a process held when it was killed outright (SIGKILL, a power
+cut) is lost: at most that many seconds of request logs and key usage,
+which are monitoring data; jobs are never written this way. A process
+that exits normally writes what it holds first (``atexit``; gunicorn's
+``worker_exit`` hook calls :func:`flush` too). With 0 (the test config)
+each is written at once, on a connection of its own.
+
+The request's own session may hold a failed transaction (the request that
+errored), so the bookkeeping never uses it. A database fault is logged and
+swallowed: bookkeeping must never fail a request.
+"""
+
+import atexit
 import logging
+import os
+import threading
+import time
 
+from sqlalchemy import case
 from sqlalchemy import insert
+from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 
 from storage.db import get_engine
+from storage.models import ApiKey
 from storage.models import utcnow
 from storage.monitoring import RequestLog
 
 logger = logging.getLogger(__name__)
 
 
-def record(**values):
-    """Insert one request-log row on a connection of its own.
+class _Buffer:
+    """What this process has yet to write, and the thread that writes it."""
 
-    The request's own session may hold a failed transaction (the request
-    that errored), so the row is written apart from it. A database fault
-    is logged and swallowed: logging a request must never fail it.
-    """
+    def __init__(self):
+        self.interval_seconds = 0.0
+        self.rows = []
+        self.usage = {}
+        self.lock = threading.Lock()
+        self.thread = None
+        self.pid = None
+
+    def take(self):
+        with self.lock:
+            rows, usage = self.rows, self.usage
+            self.rows, self.usage = [], {}
+        return rows, usage
+
+    def ensure_thread(self):
+        # A forked child (a gunicorn or Celery worker) inherits neither the
+        # thread nor, usefully, the parent's pending rows.
+        if self.pid == os.getpid() and self.thread is not None:
+            return
+        with self.lock:
+            if self.pid != os.getpid() or self.thread is None:
+                if self.pid != os.getpid():
+                    self.rows, self.usage = [], {}
+                self.pid = os.getpid()
+                self.thread = threading.Thread(
+                    target=self._run, name="requestlog-flusher", daemon=True
+                )
+                self.thread.start()
+
+    def _run(self):
+        # Runs until the process is set to write at once (a test app built
+        # after a batching one), then hands back what it holds.
+        while self.interval_seconds > 0:
+            time.sleep(self.interval_seconds)
+            flush()
+        with self.lock:
+            self.thread = None
+        flush()
+
+
+_buffer = _Buffer()
+
+
+def configure(*, flush_seconds):
+    """Write every ``flush_seconds`` (0: write each row and use at once)."""
+    _buffer.interval_seconds = float(flush_seconds)
+
+
+def record(**values):
+    """Log one request (``RequestLog`` columns as keyword arguments)."""
     values.setdefault("created_at", utcnow())
+    if _buffer.interval_seconds <= 0:
+        _write([values], {})
+        return
+
+    _buffer.ensure_thread()
+    with _buffer.lock:
+        _buffer.rows.append(values)
+
+
+def count_key_use(key_id, when=None):
+    """Add one use of key ``key_id``, made at ``when`` (default now)."""
+    when = when or utcnow()
+    if _buffer.interval_seconds <= 0:
+        _write([], {key_id: (1, when)})
+        return
+
+    _buffer.ensure_thread()
+    with _buffer.lock:
+        count, _last = _buffer.usage.get(key_id, (0, when))
+        _buffer.usage[key_id] = (count + 1, when)
+
+
+def flush():
+    """Write what this process holds now; return the number of rows written."""
+    rows, usage = _buffer.take()
+    if rows or usage:
+        _write(rows, usage)
+    return len(rows)
+
+
+def _write(rows, usage):
     try:
         with get_engine().begin() as connection:
-            connection.execute(insert(RequestLog), values)
+            if rows:
+                connection.execute(insert(RequestLog), rows)
+            for key_id, (count, last_used) in usage.items():
+                connection.execute(_usage_update(key_id, count, last_used))
     except SQLAlchemyError as error:
-        logger.warning("requestlog: not written error=%s", type(error).__name__)
+        logger.warning(
+            "requestlog: not written rows=%d keys=%d error=%s",
+            len(rows),
+            len(usage),
+            type(error).__name__,
+        )
+
+
+def _usage_update(key_id, count, last_used):
+    # Processes flush in any order: last_used_at only ever moves forward.
+    newest = case(
+        (ApiKey.last_used_at.is_(None), last_used),
+        (ApiKey.last_used_at < last_used, last_used),
+        else_=ApiKey.last_used_at,
+    )
+    return (
+        update(ApiKey)
+        .where(ApiKey.id == key_id)
+        .values(last_used_at=newest, use_count=ApiKey.use_count + count)
+    )
+
+
+def _flush_at_exit():
+    if _buffer.pid == os.getpid():
+        flush()
+
+
+atexit.register(_flush_at_exit)

@@ -10,6 +10,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from security import keycache
+
 KEY_PREFIX = "aicrisisalert:"
 _BLOCK = KEY_PREFIX + "block:"
 _DETAILED_LOGGING = KEY_PREFIX + "detailed-logging"
@@ -53,12 +55,18 @@ def blocks(client):
 
 
 def request_state(client, address):
-    """Return ``(blocked, detailed_logging)`` for a request, in one round trip."""
+    """Return ``(blocked, detailed_logging, key_generation)``, in one round trip.
+
+    ``key_generation`` is the API keys' change counter
+    (:mod:`security.keycache`), read here so that it costs no round trip
+    of its own.
+    """
     pipe = client.pipeline(transaction=False)
     pipe.exists(_BLOCK + (address or "-"))
     pipe.exists(_DETAILED_LOGGING)
-    blocked, detailed = pipe.execute()
-    return bool(blocked), bool(detailed)
+    keycache.read_generation(pipe)
+    blocked, detailed, generation = pipe.execute()
+    return bool(blocked), bool(detailed), keycache.parse_generation(generation)
 
 
 def enable_detailed_logging(client, *, seconds, action_id=None):

@@ -20,21 +20,32 @@ class Base(DeclarativeBase):
     """Declarative base of every model."""
 
 
-def _configure_sqlite(dbapi_connection, busy_timeout_seconds):
+_SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+def _configure_sqlite(dbapi_connection, busy_timeout_seconds, synchronous):
     cursor = dbapi_connection.cursor()
     # WAL lets the API read while a worker writes; the busy timeout makes a
     # writer wait for the lock instead of failing at once.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_seconds * 1000)}")
+    cursor.execute(f"PRAGMA synchronous={synchronous}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
 
-def init_engine(url, *, busy_timeout_seconds=30):
-    """Create (or reuse) the engine for ``url`` and bind the session to it."""
+def init_engine(url, *, busy_timeout_seconds=30, synchronous="FULL"):
+    """Create (or reuse) the engine for ``url`` and bind the session to it.
+
+    ``synchronous`` is SQLite's PRAGMA of that name (other databases
+    ignore it).
+    """
     if _state["url"] == url:
         return _state["engine"]
 
+    synchronous = str(synchronous).upper()
+    if synchronous not in _SYNCHRONOUS_LEVELS:
+        raise ValueError(f"storage: synchronous must be one of {_SYNCHRONOUS_LEVELS}")
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
@@ -43,7 +54,9 @@ def init_engine(url, *, busy_timeout_seconds=30):
         event.listen(
             engine,
             "connect",
-            lambda conn, _record: _configure_sqlite(conn, busy_timeout_seconds),
+            lambda conn, _record: _configure_sqlite(
+                conn, busy_timeout_seconds, synchronous
+            ),
         )
     else:
         engine = create_engine(url, pool_pre_ping=True)

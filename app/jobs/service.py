@@ -1,11 +1,15 @@
 """Creating and reading jobs."""
 
+from sqlalchemy import insert
 from sqlalchemy import select
+from sqlalchemy.orm import make_transient_to_detached
 
 from security import signing
 from storage import serialize
 from storage.models import Job
 from storage.models import JobCallback
+from storage.models import new_id
+from storage.models import utcnow
 
 
 def create(session, *, items, queue, api_key_id):
@@ -13,9 +17,18 @@ def create(session, *, items, queue, api_key_id):
 
     An item with a ``callback_url`` also gets a JobCallback with a fresh
     secret (``job.callback``), which its event is signed with.
+
+    The rows go in as one multi-row insert per table rather than through
+    the unit of work, which costs about three times the CPU for the same
+    rows on the submit path. The jobs returned are then attached to the
+    session as loaded, unchanged rows (no query), so a caller can still
+    change and commit them (:func:`mark_unqueued`).
     """
-    jobs = [
-        Job(
+    now = utcnow()
+    jobs = []
+    for item in items:
+        job = Job(
+            id=new_id(),
             queue=queue,
             status="queued",
             text=item["text"],
@@ -23,18 +36,50 @@ def create(session, *, items, queue, api_key_id):
             location=item.get("location"),
             input_flags=item.get("input_flags"),
             api_key_id=api_key_id,
+            created_at=now,
+            attempts=0,
         )
-        for item in items
-    ]
-    for job, item in zip(jobs, items, strict=True):
         job.callback = None
         if item.get("callback_url"):
             job.callback = JobCallback(
-                url=item["callback_url"], secret=signing.new_secret()
+                job_id=job.id, url=item["callback_url"], secret=signing.new_secret()
             )
-    session.add_all(jobs)
+        jobs.append(job)
+    # The tables, not the classes: an ORM bulk insert maps every key of every
+    # row back through the class, which costs as much as it saves.
+    session.execute(
+        insert(Job.__table__), [_columns(job, _JOB_COLUMNS) for job in jobs]
+    )
+    callbacks = [job.callback for job in jobs if job.callback is not None]
+    if callbacks:
+        session.execute(
+            insert(JobCallback.__table__),
+            [_columns(cb, _CALLBACK_COLUMNS) for cb in callbacks],
+        )
     session.commit()
+    for job in jobs:
+        _attach(session, job)
     return jobs
+
+
+_JOB_COLUMNS = tuple(column.key for column in Job.__table__.columns)
+_CALLBACK_COLUMNS = tuple(column.key for column in JobCallback.__table__.columns)
+
+
+def _columns(row, names):
+    return {name: getattr(row, name) for name in names}
+
+
+def _attach(session, job):
+    """Make ``job`` (and its callback) a loaded, clean row of ``session``."""
+    for name in _JOB_COLUMNS:
+        # Columns with no value given are None in the row just inserted.
+        job.__dict__.setdefault(name, None)
+    if job.callback is not None:
+        make_transient_to_detached(job.callback)
+        session.add(job.callback)
+    make_transient_to_detached(job)
+    session.add(job)
 
 
 def get(session, *, job_id, owner_id=None):

@@ -53,11 +53,13 @@ def _start():
     g.request_id = logs.clean_request_id(request.headers.get(logs.REQUEST_ID_HEADER))
     g.request_id_token = logs.set_request_id(g.request_id)
     g.detailed_logging = False
+    # None: unknown, so cached key snapshots are trusted only for their TTL.
+    g.key_generation = None
     if not _watched():
         return
 
     try:
-        blocked, g.detailed_logging = state.request_state(
+        blocked, g.detailed_logging, g.key_generation = state.request_state(
             state.client_for(current_app.config), request.remote_addr
         )
     except redis.RedisError as error:
@@ -91,21 +93,13 @@ def _finish(response):
     # blocked address must not turn into a flood of database writes.
     if not g.get("blocked"):
         requestlog.record(**row)
-    client = state.client_for(current_app.config)
     metrics.safely(
-        metrics.increment,
-        client,
-        "requests",
-        {"endpoint": endpoint, "status": response.status_code},
+        metrics.count_request,
+        state.client_for(current_app.config),
+        endpoint=endpoint,
+        status=response.status_code,
+        submit_seconds=duration if endpoint in _SUBMIT_ENDPOINTS else None,
     )
-    if endpoint in _SUBMIT_ENDPOINTS:
-        metrics.safely(
-            metrics.observe,
-            client,
-            "submit_latency_seconds",
-            {"endpoint": endpoint},
-            duration,
-        )
     if g.detailed_logging:
         logger.info(
             "watch: request method=%s endpoint=%s status=%d key_prefix=%s "

@@ -263,3 +263,40 @@ def test_unknown_path_is_404_envelope(client):
 
     assert response.status_code == 404
     assert response.get_json()["error"]["code"] == "not_found"
+
+
+def test_broker_down_fails_the_stored_job_and_its_callback_event(
+    redis_url, database_url
+):
+    """Broker unreachable: 503, and the job row (stored first) ends failed.
+
+    Its callback gets the failure event, so the client hears of it too.
+    """
+    from app import create_app
+    from storage import db
+    from storage.models import JobCallback
+    from storage.models import WebhookEvent
+    from tests.conftest import KeyMaker
+    from tests.conftest import free_port
+    from tests.conftest import make_test_config
+
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    app = create_app(make_test_config(redis_url, database_url, BROKER_URL=dead))
+    db.create_all()
+    callback_url = "https://hooks.example.com/aicrisisalert"
+
+    response = app.test_client().post(
+        "/v1/emergency",
+        json={"text": TWEET, "callback_url": callback_url},
+        headers=KeyMaker(app).headers(),
+    )
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]
+    with app.app_context():
+        (job,) = session.scalars(select(Job)).all()
+        assert (job.status, job.queue) == ("failed", "emergency")
+        assert "broker" in job.error
+        assert session.get(JobCallback, job.id).url == callback_url
+        (event,) = session.scalars(select(WebhookEvent)).all()
+        assert event.job_id == job.id

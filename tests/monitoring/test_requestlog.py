@@ -2,12 +2,23 @@
 
 import csv
 
+import pytest
+import redis
+from sqlalchemy import event
+from sqlalchemy import func
 from sqlalchemy import select
 
+from app import create_app
+from monitoring import requestlog
 from security import keys
+from storage import db
 from storage.db import session
+from storage.models import ApiKey
 from storage.monitoring import RequestLog
 from tests.conftest import HUMAID_DIR
+from tests.conftest import KeyMaker
+from tests.conftest import make_test_config
+from tests.conftest import wait_for
 
 AGENT = "aicrisisalert-client/0.1"
 
@@ -45,3 +56,71 @@ def test_each_request_is_logged_with_lengths_not_text(app, client, make_key):
     assert {row.key_prefix for row in rows} == {keys.parse_prefix(key)}
     assert {row.user_agent_length for row in rows} == {len(AGENT)}
     assert all(row.duration_ms > 0 for row in rows)
+
+
+@pytest.fixture
+def batching_app(redis_url, database_url):
+    """The app writing request logs and key usage every 0.3 s, as in production."""
+    for database in (0, 2):
+        redis.Redis.from_url(f"{redis_url}/{database}").flushdb()
+    application = create_app(
+        make_test_config(redis_url, database_url, REQUESTLOG_FLUSH_SECONDS=0.3)
+    )
+    db.create_all()
+    yield application
+    requestlog.flush()
+    requestlog.configure(flush_seconds=0)
+    db.session.remove()
+
+
+def test_batched_rows_and_usage_arrive_in_a_few_statements(batching_app):
+    """Twenty submits: their rows and the key's twenty uses, in a few writes."""
+    app = batching_app
+    client = app.test_client()
+    key = KeyMaker(app)("operator")
+    headers = {"Authorization": f"Bearer {key}", "User-Agent": AGENT}
+    writes = []
+
+    def count_writes(_conn, _cursor, statement, *_args):
+        if statement.startswith(("INSERT INTO request_logs", "UPDATE api_keys")):
+            writes.append(statement.split()[0])
+
+    event.listen(db.get_engine(), "before_cursor_execute", count_writes)
+    for text in _tweets(20):
+        response = client.post(
+            "/v1/classifications", json={"text": text}, headers=headers
+        )
+        assert response.status_code == 202
+
+    def logged():
+        with app.app_context():
+            return session.scalar(select(func.count()).select_from(RequestLog))
+
+    wait_for(lambda: logged() == 20, timeout=5, message="the batch to be written")
+    with app.app_context():
+        row = session.scalars(select(ApiKey)).one()
+        assert (row.use_count, row.last_used_at is not None) == (20, True)
+    # Written one by one, that was 20 inserts and 20 updates; each flush
+    # (every 0.3 s) writes one multi-row insert and one update per key.
+    assert 1 <= writes.count("INSERT") <= 10
+    assert writes.count("INSERT") == writes.count("UPDATE")
+
+
+def test_flush_writes_what_the_process_holds_at_once(batching_app):
+    """flush() (gunicorn's worker_exit, atexit) writes pending rows now."""
+    app = batching_app
+    requestlog.configure(flush_seconds=3600)
+    client = app.test_client()
+    key = KeyMaker(app)("operator")
+
+    response = client.get(
+        "/v1/classifications/nope", headers={"Authorization": f"Bearer {key}"}
+    )
+    written = requestlog.flush()
+
+    assert response.status_code == 404
+    assert written == 1
+    with app.app_context():
+        (row,) = session.scalars(select(RequestLog)).all()
+        assert (row.endpoint, row.status) == ("jobs.get", 404)
+        assert session.scalars(select(ApiKey)).one().use_count == 1
