@@ -111,7 +111,7 @@ class DefaultConfig:
     # bench.e2e on 2 cores gave stack/engine 0.75 at 64 and 0.87 at 256.
     # A lone job is not held back (WORKER_BATCH_WAIT_MS), and emergencies
     # have their own worker, so only a standard pass grows: about 2 s for
-    # 256 tweets on one core, 6-7 s for 256 texts cut at 128 tokens, well
+    # 256 tweets on one core, 9 s for 256 texts cut at 128 tokens, well
     # inside TASK_SOFT_TIME_LIMIT_SECONDS (a pass past it fails its jobs).
     WORKER_BATCH_MAX_JOBS = 256
     # Milliseconds a standard task waits for more messages when it has
