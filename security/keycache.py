@@ -86,7 +86,9 @@ class KeyCache:
 
     A prefix with no row is kept too (as None), so that a repeated guess
     costs the same as a repeated use of a real key: the answer's timing
-    does not tell which prefixes exist.
+    does not tell which prefixes exist. It can still tell whether a prefix
+    was looked up by this process since the cache last emptied (a hit
+    skips one database query); prefixes are public, so that is accepted.
     """
 
     def __init__(self):
