@@ -25,6 +25,7 @@ from sqlalchemy.exc import OperationalError
 # worker process (see classifier.engine.preload_in_background).
 from classifier.engine import engine_loaded
 from classifier.engine import get_engine
+from classifier.engine import release_free_memory
 from monitoring import batches
 from monitoring import state
 from storage import jobs as job_states
@@ -114,6 +115,7 @@ def _classify(self, job_ids, gathered):
             batch_size=current_app.config["INFERENCE_BATCH_SIZE"],
         )
         inference_ms = (time.perf_counter() - started) * 1000
+        release_free_memory()
     except SoftTimeLimitExceeded:
         if cold and self.request.retries < _COLD_START_RETRIES:
             # The time went on loading the model, not on these jobs: put
