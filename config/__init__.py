@@ -107,8 +107,11 @@ class DefaultConfig:
     # message's, then more waiting messages of the worker's queues taken
     # straight from the broker (emergency first), up to about this many.
     # Under load a pass sorts its jobs by length before cutting them into
-    # INFERENCE_BATCH_SIZE forward passes, so a bigger gather pads less:
-    # bench.e2e on 2 cores gave stack/engine 0.75 at 64 and 0.87 at 256.
+    # INFERENCE_BATCH_SIZE forward passes, so a bigger gather pads less.
+    # bench.e2e (2,000 tweets, 2 cores) gave stack/engine 0.75 in one run at
+    # 64 and 0.87, 0.77 and 0.69 in three runs at 256: the last passes of a
+    # short run may leave one of the two processes idle, so the gain is
+    # not steady. TODO: measure 128 over several runs before settling.
     # A lone job is not held back (WORKER_BATCH_WAIT_MS), and emergencies
     # have their own worker, so only a standard pass grows: about 2 s for
     # 256 tweets on one core, 9 s for 256 texts cut at 128 tokens, well
