@@ -106,17 +106,15 @@ class DefaultConfig:
     # Jobs a classification task gathers for one forward pass: its own
     # message's, then more waiting messages of the worker's queues taken
     # straight from the broker (emergency first), up to about this many.
-    # Under load a pass sorts its jobs by length before cutting them into
-    # INFERENCE_BATCH_SIZE forward passes, so a bigger gather pads less.
-    # bench.e2e (2,000 tweets, 2 cores) gave stack/engine 0.75 in one run at
-    # 64 and 0.87, 0.77 and 0.69 in three runs at 256: the last passes of a
-    # short run may leave one of the two processes idle, so the gain is
-    # not steady. TODO: measure 128 over several runs before settling.
-    # A lone job is not held back (WORKER_BATCH_WAIT_MS), and emergencies
-    # have their own worker, so only a standard pass grows: about 2 s for
-    # 256 tweets on one core, 9 s for 256 texts cut at 128 tokens, well
-    # inside TASK_SOFT_TIME_LIMIT_SECONDS (a pass past it fails its jobs).
-    WORKER_BATCH_MAX_JOBS = 256
+    # Kept at 64. Gathers of 256 pad less (a pass sorts its jobs by length),
+    # but bench.e2e (2,000 tweets, 2 cores) was not steady with them:
+    # stack/engine 0.87, 0.77 and 0.69 in three runs, against 0.75 in one
+    # run at 64. A standard pass of 256 also takes 2-3 s, and the client
+    # run (500 tweets, a tenth emergencies) gave an emergency p50 of 635 ms
+    # at 256 against 172 ms at 64 in an earlier run, most likely an
+    # emergency reserved by a busy worker-standard process waiting out its
+    # pass. TODO: measure 128 over several runs, emergency latency included.
+    WORKER_BATCH_MAX_JOBS = 64
     # Milliseconds a standard task waits for more messages when it has
     # fewer than WORKER_BATCH_MAX_JOBS, so that a lone job is never held
     # back longer than this. Emergency jobs never wait, and an emergency
