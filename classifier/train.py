@@ -170,12 +170,9 @@ def main(argv=None):
     c, head = train_head(train_x, train_y, dev_x, dev_y)
     weight, bias = head
     dev_logits = dev_x @ weight.T + bias
-    lexical_model, lexical_config, dev_logits = _blend_lexical(
+    lexical_model, lexical_config, temperature, dev_report = _blend_and_calibrate(
         args, train_rows, dev_rows, dev_logits
     )
-    temperature = fit_temperature(dev_logits, dev_y)
-    predicted, confidence = _predict(dev_logits, temperature)
-    dev_report = score([LABELS[i] for i in dev_y], predicted, confidence)
 
     with torch.no_grad():
         model.head.weight.copy_(torch.as_tensor(weight))
@@ -219,13 +216,9 @@ def _finetune_main(args, train_rows, dev_rows):
         seed=SEED,
         max_length=MAX_LENGTH,
     )
-    dev_y = np.array([LABEL_TO_INDEX[r[2]] for r in dev_rows])
-    lexical_model, lexical_config, dev_logits = _blend_lexical(
+    lexical_model, lexical_config, temperature, dev_report = _blend_and_calibrate(
         args, train_rows, dev_rows, dev_logits.numpy()
     )
-    temperature = fit_temperature(dev_logits, dev_y)
-    predicted, confidence = _predict(dev_logits, temperature)
-    dev_report = score([r[2] for r in dev_rows], predicted, confidence)
     config = {
         "base_model": model_lib.BASE_MODEL_PACKAGE,
         "labels": list(LABELS),
@@ -293,6 +286,22 @@ def _blend_lexical(args, train_rows, dev_rows, network_dev_logits):
     )
 
 
+def _blend_and_calibrate(args, train_rows, dev_rows, network_dev_logits):
+    """Blend in the lexical model, then fit the temperature on dev.
+
+    Returns ``(lexical model or None, its config entry, temperature, dev
+    report)``; every training method ends with this.
+    """
+    lexical_model, lexical_config, dev_logits = _blend_lexical(
+        args, train_rows, dev_rows, network_dev_logits
+    )
+    dev_y = np.array([LABEL_TO_INDEX[r[2]] for r in dev_rows])
+    temperature = fit_temperature(dev_logits, dev_y)
+    predicted, confidence = _predict(dev_logits, temperature)
+    dev_report = score([r[2] for r in dev_rows], predicted, confidence)
+    return lexical_model, lexical_config, temperature, dev_report
+
+
 def _set_lexical(out, config, lexical_model, lexical_config):
     """Write or remove the lexical files and config entry of an artifact."""
     from classifier import artifact
@@ -316,13 +325,9 @@ def _blend_main(args, train_rows, dev_rows):
     engine = Engine(args.out, threads=args.threads)
     engine.lexical = None
     network_dev, _ = engine.logits([r[1] for r in dev_rows])
-    dev_y = np.array([LABEL_TO_INDEX[r[2]] for r in dev_rows])
-    lexical_model, lexical_config, dev_logits = _blend_lexical(
+    lexical_model, lexical_config, temperature, dev_report = _blend_and_calibrate(
         args, train_rows, dev_rows, network_dev.numpy()
     )
-    temperature = fit_temperature(dev_logits, dev_y)
-    predicted, confidence = _predict(dev_logits, temperature)
-    dev_report = score([r[2] for r in dev_rows], predicted, confidence)
     config = artifact.read_config(args.out)
     config["temperature"] = round(temperature, 6)
     config["parameters"] = _parameters(engine.model, lexical_model)
