@@ -29,6 +29,23 @@ def status(app, job_id):
     return rows(app, [job_id])[job_id].status
 
 
+def logged_completions(workers, job_ids, *, timeout=15):
+    """Return each job's completion count in ``workers``' logs, in order.
+
+    A worker logs "classify: done" just after it commits the results (and
+    after a Redis write or two), so a test that saw the rows finished may
+    read the log a moment before that line is there: wait for every job's
+    first line, then count.
+    """
+    wait_for(
+        lambda: all(completions(workers, job_id) for job_id in job_ids),
+        timeout=timeout,
+        interval=0.1,
+        message="the completion lines in the worker logs",
+    )
+    return [completions(workers, job_id) for job_id in job_ids]
+
+
 def wait_finished(app, job_ids, *, timeout):
     """Wait until every job named is succeeded or failed; return the rows."""
 

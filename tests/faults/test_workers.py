@@ -10,8 +10,8 @@ import redis
 
 from tests.conftest import HUMAID_DIR
 from tests.conftest import ROOT
-from tests.faults.helpers import completions
 from tests.faults.helpers import log_count
+from tests.faults.helpers import logged_completions
 from tests.faults.helpers import submit
 from tests.faults.helpers import wait_finished
 from tests.faults.helpers import wait_model_loaded
@@ -184,6 +184,6 @@ def test_recycled_workers_lose_no_job(
 
     assert [found[i].status for i in ids] == ["succeeded"] * jobs
     assert [found[i].attempts for i in ids] == [1] * jobs
-    assert [completions([worker], i) for i in ids] == [1] * jobs
+    assert logged_completions([worker], ids) == [1] * jobs
     # Each new pool process loads the model again.
     wait_model_loaded(worker, count=loads, timeout=60)
