@@ -27,15 +27,40 @@ def _score_table(report):
 def _lexical_section(lexical):
     if not lexical:
         return []
+    # Artifacts made before the class weighting was a choice were balanced.
+    weighting = lexical.get("class_weight", "balanced")
+    weighting = "class-balanced" if weighting == "balanced" else "unweighted"
     return [
         "## Lexical model",
         "",
         "A TF-IDF model over lower-cased words and word pairs "
         f"({lexical['features']} features, multinomial logistic regression, "
-        f"C={lexical['c']}, class-balanced) is fitted on train.tsv; its logits "
+        f"C={lexical['c']}, {weighting}) is fitted on train.tsv; its logits "
         f"are added to the network's with weight {lexical['weight']}, chosen "
         "on dev.tsv, before the temperature is applied "
         "(`classifier/lexical.py`).",
+        "",
+    ]
+
+
+def _stages(training):
+    """Describe a two-stage training (finetune, then refine), if it was one."""
+    first = training.get("first_stage")
+    if not first:
+        return []
+    return [
+        "Trained in two stages, each run by the command given; `make train` "
+        "runs both, in order, with the fixed seed:",
+        "",
+        f"1. `{first.get('command')}`: {first.get('method')}, "
+        f"{first.get('epochs')} epochs at learning rate "
+        f"{first.get('learning_rate')}, best checkpoint on dev: "
+        f"{first.get('best_checkpoint', first.get('best_epoch'))}.",
+        f"2. `{training.get('command')}`: the network of stage 1 trained on "
+        f"with {training.get('method')}, {training.get('epochs')} epoch(s) at "
+        f"learning rate {training.get('learning_rate')}, scored on dev every "
+        "half epoch (and before it began); best checkpoint on dev: "
+        f"{training.get('best_checkpoint')}.",
         "",
     ]
 
@@ -74,8 +99,12 @@ def render(config, version):
         f"- maximum length: {config['max_length']} tokens (longer texts are cut "
         "and marked `truncated`)",
         f"- calibration: softmax temperature {config['temperature']} fitted on dev",
-        f"- settings: {', '.join(f'{k}={v}' for k, v in sorted(training.items()))}",
+        "- settings: "
+        + ", ".join(
+            f"{k}={v}" for k, v in sorted(training.items()) if k != "first_stage"
+        ),
         "",
+        *_stages(training),
         "The model was chosen on dev.tsv; test.tsv was used only to report.",
         f"Command: `{training.get('command', 'python -m classifier.train')}`.",
     ]

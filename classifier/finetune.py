@@ -81,17 +81,42 @@ def dev_logits(model, tokenizer, ids, device):
     return out
 
 
-def finetune(train_rows, dev_rows, *, epochs, batch_size, lr, seed, max_length):
-    """Train every weight; return ``(model, tokenizer, dev_logits, details)``."""
+def finetune(
+    train_rows,
+    dev_rows,
+    *,
+    epochs,
+    batch_size,
+    lr,
+    seed,
+    max_length,
+    start=None,
+    class_weighted=True,
+    evals_per_epoch=1,
+):
+    """Train every weight; return ``(model, tokenizer, dev_logits, details)``.
+
+    ``start`` is a ``(model, tokenizer)`` pair to go on training (the
+    refine stage); without it training starts from the packaged encoder
+    and a new head. When given, the starting network is scored on dev too
+    and kept if nothing trained here beats it. ``class_weighted`` weighs
+    the loss by inverse square-root class frequency. The network is scored
+    on dev ``evals_per_epoch`` times an epoch and the best is kept.
+    """
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model, tokenizer = model_lib.load_base(len(LABELS), normalize=False)
+    if start is None:
+        model, tokenizer = model_lib.load_base(len(LABELS), normalize=False)
+    else:
+        model, tokenizer = start
     model.to(device)
     train_ids, _ = encode(tokenizer, [r[1] for r in train_rows], max_length)
     dev_ids, _ = encode(tokenizer, [r[1] for r in dev_rows], max_length)
     train_y = np.array([LABEL_TO_INDEX[r[2]] for r in train_rows])
     dev_gold = [r[2] for r in dev_rows]
 
-    loss_fn = torch.nn.CrossEntropyLoss(weight=class_weights(train_y).to(device))
+    loss_fn = torch.nn.CrossEntropyLoss(
+        weight=class_weights(train_y).to(device) if class_weighted else None
+    )
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=_WEIGHT_DECAY)
     steps = epochs * math.ceil(len(train_ids) / batch_size)
     warmup = max(1, int(steps * _WARMUP_SHARE))
@@ -105,10 +130,38 @@ def finetune(train_rows, dev_rows, *, epochs, batch_size, lr, seed, max_length):
     labels = torch.as_tensor(train_y)
     best = None
     started = time.time()
+
+    def checkpoint(name):
+        nonlocal best
+        logits = dev_logits(model, tokenizer, dev_ids, device)
+        probs = torch.softmax(logits, dim=-1)
+        confidence, index = probs.max(dim=-1)
+        report = score(
+            dev_gold, [LABELS[i] for i in index.tolist()], confidence.tolist()
+        )
+        merit = report["weighted_f1"] + report["macro_f1"]
+        logger.info(
+            "finetune: %s dev weighted_f1=%s macro_f1=%s",
+            name,
+            report["weighted_f1"],
+            report["macro_f1"],
+        )
+        if best is None or merit > best[0]:
+            state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            best = (merit, name, state, logits)
+
+    if start is not None:
+        checkpoint("start")
     for epoch in range(1, epochs + 1):
         model.train()
         batches = _batches(train_ids, batch_size, rng)
-        for chunk in tqdm(batches, desc=f"epoch {epoch}/{epochs}", unit="batch"):
+        marks = {
+            round(len(batches) * part / evals_per_epoch): part
+            for part in range(1, evals_per_epoch + 1)
+        }
+        for step, chunk in enumerate(
+            tqdm(batches, desc=f"epoch {epoch}/{epochs}", unit="batch"), start=1
+        ):
             input_ids, mask = pad_batch(
                 [train_ids[i] for i in chunk], tokenizer.pad_token_id
             )
@@ -120,30 +173,19 @@ def finetune(train_rows, dev_rows, *, epochs, batch_size, lr, seed, max_length):
             torch.nn.utils.clip_grad_norm_(model.parameters(), _MAX_GRAD_NORM)
             optimiser.step()
             schedule.step()
-
-        logits = dev_logits(model, tokenizer, dev_ids, device)
-        probs = torch.softmax(logits, dim=-1)
-        confidence, index = probs.max(dim=-1)
-        report = score(
-            dev_gold, [LABELS[i] for i in index.tolist()], confidence.tolist()
-        )
-        merit = report["weighted_f1"] + report["macro_f1"]
-        logger.info(
-            "finetune: epoch=%d dev weighted_f1=%s macro_f1=%s",
-            epoch,
-            report["weighted_f1"],
-            report["macro_f1"],
-        )
-        if best is None or merit > best[0]:
-            state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            best = (merit, epoch, state, logits)
+            if step in marks:
+                part = marks[step]
+                checkpoint(f"epoch {epoch - 1 + part / evals_per_epoch:g}")
+                model.train()
 
     model.load_state_dict(best[2])
     model.to("cpu").eval()
     details = {
-        "method": "full fine-tune, class-weighted cross-entropy",
+        "method": "full fine-tune, "
+        + ("class-weighted" if class_weighted else "unweighted")
+        + " cross-entropy",
         "epochs": epochs,
-        "best_epoch": best[1],
+        "best_checkpoint": best[1],
         "batch_size": batch_size,
         "learning_rate": lr,
         "device": device.type,

@@ -130,16 +130,18 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument(
         "--method",
-        choices=("head", "finetune", "blend"),
+        choices=("head", "finetune", "refine", "blend"),
         default="head",
         help="head: frozen encoder and a linear head (minutes on a CPU); "
         "finetune: every weight (about 35 minutes an epoch on 2 CPU cores); "
+        "refine: go on training the network already in --out with an "
+        "unweighted loss (run after finetune; --epochs 1 --lr 2e-5); "
         "blend: keep the network already in --out and refit only the lexical "
         "model, its blend weight and the temperature",
     )
-    parser.add_argument("--epochs", type=int, default=3, help="finetune only")
-    parser.add_argument("--batch-size", type=int, default=32, help="finetune only")
-    parser.add_argument("--lr", type=float, default=5e-5, help="finetune only")
+    parser.add_argument("--epochs", type=int, default=3, help="finetune, refine")
+    parser.add_argument("--batch-size", type=int, default=32, help="finetune, refine")
+    parser.add_argument("--lr", type=float, default=5e-5, help="finetune, refine")
     parser.add_argument(
         "--no-lexical",
         action="store_true",
@@ -153,7 +155,7 @@ def main(argv=None):
 
     train_rows = read_tsv(args.data_dir / "train.tsv", limit=args.limit)
     dev_rows = read_tsv(args.data_dir / "dev.tsv", limit=args.limit)
-    if args.method == "finetune":
+    if args.method in ("finetune", "refine"):
         return _finetune_main(args, train_rows, dev_rows)
     if args.method == "blend":
         return _blend_main(args, train_rows, dev_rows)
@@ -205,8 +207,19 @@ def main(argv=None):
 
 
 def _finetune_main(args, train_rows, dev_rows):
+    from classifier import artifact
     from classifier.finetune import finetune
 
+    refine = args.method == "refine"
+    earlier = None
+    start = None
+    if refine:
+        # Stage two: the network in --out, trained on with an unweighted
+        # loss. The class-weighted first stage leans towards the rare
+        # classes; this stage gives the common ones back their due.
+        earlier = artifact.read_config(args.out)["training"]
+        model, tokenizer, _config = model_lib.load_artifact(args.out)
+        start = (model, tokenizer)
     model, _tokenizer, dev_logits, details = finetune(
         train_rows,
         dev_rows,
@@ -215,7 +228,12 @@ def _finetune_main(args, train_rows, dev_rows):
         lr=args.lr,
         seed=SEED,
         max_length=MAX_LENGTH,
+        start=start,
+        class_weighted=not refine,
+        evals_per_epoch=2 if refine else 1,
     )
+    if refine:
+        details = {**details, "first_stage": earlier.get("first_stage", earlier)}
     lexical_model, lexical_config, temperature, dev_report = _blend_and_calibrate(
         args, train_rows, dev_rows, dev_logits.numpy()
     )
@@ -246,8 +264,9 @@ def _finetune_main(args, train_rows, dev_rows):
 
 def _command(args):
     parts = ["python -m classifier.train", f"--method {args.method}"]
-    if args.method == "finetune":
+    if args.method in ("finetune", "refine"):
         parts.append(f"--epochs {args.epochs}")
+        parts.append(f"--lr {args.lr:g}")
     if args.no_lexical:
         parts.append("--no-lexical")
     if args.limit:
@@ -274,16 +293,17 @@ def _blend_lexical(args, train_rows, dev_rows, network_dev_logits):
     train_y = np.array([LABEL_TO_INDEX[r[2]] for r in train_rows])
     dev_y = np.array([LABEL_TO_INDEX[r[2]] for r in dev_rows])
     lexical_model, lexical_dev, details = lexical.fit(
-        [r[1] for r in train_rows], train_y, [r[1] for r in dev_rows], dev_y, LABELS
+        [r[1] for r in train_rows],
+        train_y,
+        [r[1] for r in dev_rows],
+        dev_y,
+        LABELS,
+        network_dev_logits=network_dev_logits,
     )
-    weight = lexical.choose_blend(network_dev_logits, lexical_dev, dev_y, LABELS)
+    weight = details["weight"]
     if weight == 0:
         return None, None, network_dev_logits
-    return (
-        lexical_model,
-        {**details, "weight": weight},
-        network_dev_logits + weight * lexical_dev,
-    )
+    return lexical_model, details, network_dev_logits + weight * lexical_dev
 
 
 def _blend_and_calibrate(args, train_rows, dev_rows, network_dev_logits):

@@ -104,6 +104,20 @@ def test_blend_weight_is_chosen_on_dev():
     assert lexical.choose_blend(network_wrong_on_zero, weak, gold, LABELS) > 0
 
 
+def test_fit_over_a_network_chooses_its_settings_by_the_blend(sample):
+    """Settings and weight come from the blend: none over a perfect network."""
+    gold = sample[3]
+    silent = np.zeros((len(gold), len(LABELS)), np.float32)
+    _model, _logits, details = lexical.fit(*sample, LABELS, network_dev_logits=silent)
+    assert details["class_weight"] in ("balanced", None)
+    assert details["c"] in lexical._C_GRID
+    assert details["weight"] > 0
+
+    perfect = 100 * np.eye(len(LABELS), dtype=np.float32)[gold]
+    _model, _logits, details = lexical.fit(*sample, LABELS, network_dev_logits=perfect)
+    assert details["weight"] == 0.0
+
+
 def test_blend_command_adds_the_lexical_model_to_an_artifact(tmp_path):
     """``--method blend`` keeps the network and serves network + w x lexical."""
     out_dir = tmp_path / "artifact"
