@@ -6,14 +6,15 @@ Usage (from the repository root; a run takes two to four minutes)::
 
 On the same real tweets from ``../shared/data/humaid/test.tsv`` it times:
 
-1. **Baseline**: transformers' ``pipeline("feature-extraction")`` over the
-   packaged all-MiniLM-L6-v2, one text at a time, mean-pooled and put
-   through our trained head. It is the same network our engine runs (the
-   shipped artifact lays only a head over those weights), so it differs
-   only in how it is served (the text gets the same normalisation); its
-   predictions are checked against the engine's. It runs with one torch
-   thread and with every core, and the faster of the two is the
-   baseline, so that no ratio leans on a bad thread setting.
+1. **Baseline**: transformers' ``pipeline("feature-extraction")`` over
+   the shipped network's own fine-tuned encoder and tokenizer, one text at
+   a time, mean-pooled, put through its head and, when the artifact has
+   one, with the lexical model's logits added at their blend weight. It
+   is the same model our engine runs, so it differs only in how it is
+   served (the text gets the same normalisation); its predictions are
+   checked against the engine's. It runs with one torch thread and with
+   every core, and the faster of the two is the baseline, so that no
+   ratio leans on a bad thread setting.
 2. **Engine**: ``classifier.engine.Engine.classify`` at batch 1, 8, 32 and
    128, with one torch thread (what each worker process gets).
 3. **Workers**: its own ``redis-server`` on a free port, a SQLite database
@@ -71,27 +72,39 @@ def baseline(texts, engine, threads):
     import torch
     from transformers import pipeline
 
-    from classifier.model import base_model_path
     from classifier.text import normalise
 
     torch.set_num_threads(threads)
     extractor = pipeline(
-        "feature-extraction", model=str(base_model_path()), device="cpu"
+        "feature-extraction",
+        model=engine.model.encoder,
+        tokenizer=engine.tokenizer,
+        device="cpu",
     )
     head = engine.model.head
     normalize = engine.model.normalize
+    lexical = engine.lexical if engine.lexical_weight else None
     labels = []
     extractor(texts[0])
     started = time.perf_counter()
     with torch.inference_mode():
         for text in texts:
             tokens = torch.tensor(
-                extractor(normalise(text), tokenize_kwargs={"truncation": True})[0]
+                extractor(
+                    normalise(text),
+                    tokenize_kwargs={
+                        "truncation": True,
+                        "max_length": engine.max_length,
+                    },
+                )[0]
             )
             pooled = tokens.mean(dim=0)
             if normalize:
                 pooled = torch.nn.functional.normalize(pooled, dim=-1)
-            logits = head(pooled) / engine.temperature
+            logits = head(pooled)
+            if lexical is not None:
+                extra = lexical.logits([text])[0]
+                logits = logits + engine.lexical_weight * torch.from_numpy(extra)
             labels.append(engine.labels[int(torch.argmax(logits))])
     return _rate(len(texts), time.perf_counter() - started), labels
 
