@@ -10,13 +10,13 @@ Sizing on two cores: a submit costs about 2.5 ms of CPU in a worker
 millisecond on Redis and the database: three Redis round trips (the
 watch's state, the limits and bans, the publish) and one SQLite commit.
 One process per core (``WEB_WORKERS`` 2) is what lets the API use both
-cores; more processes only add GIL-free context
-switches and memory. A few threads per process (``WEB_THREADS`` 4) let a
-request run while another waits on a socket or on SQLite's write lock,
-and keep a slow client from holding the whole process; more threads just
-queue on the GIL. The Celery workers run at a higher nice value than the
-API (the Procfile), so under a classification flood the kernel still
-gives gunicorn's processes the CPU when a request arrives.
+cores; more processes only add GIL-free context switches and memory. A
+few threads per process (``WEB_THREADS`` 4) let a request run while
+another waits on a socket or on SQLite's write lock, and keep a slow
+client from holding the whole process; more threads just queue on the GIL.
+The Celery workers run at a higher nice value than the API (the
+Procfile), so under a classification flood the kernel still gives
+gunicorn's processes the CPU when a request arrives.
 """
 
 from config import load as _load_settings
