@@ -2,7 +2,6 @@
 
 import click
 from flask import Flask
-from flask import g
 from flask import request
 
 import config
@@ -82,13 +81,14 @@ def create_app(test_config=None):
 def _install_guards(app):
     """Register the per-request checks, in the order they must run.
 
-    HTTPS redirect, then a banned address is refused before its key is
-    looked up, the key is identified, a banned key is refused, the limiter
-    counts the request (by key, or by address when there is none), and
-    only then is a missing, bad or underprivileged key refused.
+    HTTPS redirect, then the limiter's check (:func:`app.limits.check_request`:
+    a banned address or key is refused, the key is identified, the request
+    is counted by key, or by address when there is none), and only then is
+    a missing, bad or underprivileged key refused.
     """
     headers.trust_proxies(app)
     headers.init_headers(app)
+    limits.init_limiter(app)
 
     @app.before_request
     def _identify():
@@ -100,12 +100,7 @@ def _install_guards(app):
         ]
         if auth.is_public(request.endpoint):
             return
-        limits.refuse_banned([limits.address_identity()])
-        auth.identify(app)
-        if g.api_key is not None:
-            limits.refuse_banned([limits.key_identity(g.api_key)])
-
-    limits.init_limiter(app)
+        limits.check_request(app)
 
     @app.before_request
     def _authorise():

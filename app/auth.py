@@ -7,7 +7,10 @@ from the table, so no endpoint can be reachable by accident.
 Checking runs in two steps around the rate limiter: :func:`identify` finds
 the key (remembering, not raising, a failure) so that the limiter can
 count by key, or by client address when there is none; :func:`authorise`
-then refuses with 401 or 403. So failed attempts are rate-limited too.
+then refuses with 401 or 403. So failed attempts are rate-limited too. A
+failure is written as a security event by :func:`record_failure`, which
+the limiter calls once it knows the request is not banned: a banned
+client's flood of bad keys is refused without a write per request.
 
 Credentials come only from the ``Authorization`` header: no endpoint reads
 cookies, so a browser cannot be tricked into sending them (no CSRF
@@ -123,11 +126,27 @@ def _refusal(row, matched, now):
     return None
 
 
-def authenticate(pepper):
+class _Refused(Unauthorized):
+    """A 401 that remembers what to record: the key's prefix and the reason."""
+
+    def __init__(self, prefix, reason, message):
+        super().__init__(message, headers=_CHALLENGE)
+        self.prefix = prefix
+        self.reason = reason
+
+
+def authenticate(pepper, *, before_read=None):
     """Return the request's live key, a :class:`~security.keycache.KeySnapshot`.
 
     The current secret always works; the previous one (after a rotation)
-    only until its grace period ends.
+    only until its grace period ends. The failure is not recorded here
+    (see :func:`record_failure`).
+
+    Args:
+        pepper: the HMAC pepper keys are stored under.
+        before_read: called before the key's row is read from the database
+            (not when this process has it cached); it may raise to refuse
+            the request first.
 
     Raises:
         Unauthorized: no key, a malformed key, or one that is unknown,
@@ -135,11 +154,10 @@ def authenticate(pepper):
     """
     try:
         presented = _presented_key()
-    except Unauthorized:
-        _record_failure(None, "no bearer key")
-        raise
+    except Unauthorized as error:
+        raise _Refused(None, "no bearer key", error.message) from None
     prefix = keys.parse_prefix(presented)
-    row = _key_snapshot(prefix) if prefix is not None else None
+    row = _key_snapshot(prefix, before_read) if prefix is not None else None
     # Hash and compare even when no row was found, so timing does not
     # reveal which prefixes exist.
     candidates = (
@@ -149,8 +167,7 @@ def authenticate(pepper):
     now = utcnow()
     reason = _refusal(row, matched, now)
     if reason is not None:
-        _record_failure(prefix, reason)
-        raise Unauthorized(_BAD_KEY, headers=_CHALLENGE)
+        raise _Refused(prefix, reason, _BAD_KEY)
 
     if matched == 1:
         logger.info("auth: previous secret used prefix=%s", row.prefix)
@@ -158,35 +175,44 @@ def authenticate(pepper):
     return row
 
 
-def _key_snapshot(prefix):
+def _key_snapshot(prefix, before_read=None):
     """Return the snapshot of the key with ``prefix``, cached or read, or None."""
     generation = g.get("key_generation")
     snapshot = keycache.cache.get(prefix, generation)
     if snapshot is not keycache.MISS:
         return snapshot
 
+    if before_read is not None:
+        before_read()
     row = session.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).first()
     snapshot = keycache.KeySnapshot.of(row) if row is not None else None
     keycache.cache.put(prefix, snapshot, generation)
     return snapshot
 
 
-def _record_failure(prefix, reason):
+def record_failure():
+    """Record the request's failed authentication, if any, as a security event."""
+    error = g.get("auth_error")
+    if error is None or g.get("auth_failure_recorded"):
+        return
+
+    g.auth_failure_recorded = True
     events.record(
         session,
         "auth_failed",
-        key_prefix=prefix,
+        key_prefix=error.prefix,
         client_address=request.remote_addr,
         endpoint=request.endpoint,
-        details={"reason": reason, "method": request.method},
+        details={"reason": error.reason, "method": request.method},
     )
 
 
-def identify(app):
+def identify(app, *, before_read=None):
     """Find the request's key, if its endpoint needs one, into ``g.api_key``.
 
-    A failure is kept in ``g.auth_error`` for :func:`authorise` to raise
-    once the rate limiter has counted the request.
+    A failure is kept in ``g.auth_error`` for :func:`record_failure` to
+    record and :func:`authorise` to raise once the rate limiter has counted
+    the request. ``before_read`` is passed to :func:`authenticate`.
     """
     g.api_key = None
     g.auth_error = None
@@ -194,8 +220,8 @@ def identify(app):
         return
 
     try:
-        g.api_key = authenticate(app.config["KEY_PEPPER"])
-    except Unauthorized as error:
+        g.api_key = authenticate(app.config["KEY_PEPPER"], before_read=before_read)
+    except _Refused as error:
         g.auth_error = error
 
 

@@ -1,6 +1,7 @@
 """Domain errors and the one JSON error envelope every failure uses.
 
-Every error body reads ``{"error": {"code", "message", "fields"?}}``.
+Every error body reads ``{"error": {"code", "message", "fields"?}}``, and
+a refusal by the rate limiter adds ``retry_after``.
 """
 
 import logging
@@ -18,11 +19,13 @@ class ApiError(Exception):
     status = 400
     code = "bad_request"
 
-    def __init__(self, message, *, fields=None, headers=None):
+    def __init__(self, message, *, fields=None, headers=None, extra=None):
         super().__init__(message)
         self.message = message
         self.fields = fields
         self.headers = headers or {}
+        # Members the envelope carries beside code and message.
+        self.extra = extra or {}
 
 
 class Unauthorized(ApiError):
@@ -74,11 +77,13 @@ class ServiceUnavailable(ApiError):
     code = "service_unavailable"
 
 
-def error_response(status, code, message, *, fields=None, headers=None):
+def error_response(status, code, message, *, fields=None, headers=None, extra=None):
     """Return the envelope as a response."""
     body = {"code": code, "message": message}
     if fields:
         body["fields"] = fields
+    if extra:
+        body.update(extra)
     response = jsonify(error=body)
     response.status_code = status
     for name, value in (headers or {}).items():
@@ -103,6 +108,7 @@ def register_error_handlers(app):
             error.message,
             fields=error.fields,
             headers=error.headers,
+            extra=error.extra,
         )
 
     @app.errorhandler(ValidationError)

@@ -28,10 +28,24 @@ Policy, in one place:
   most ``RATELIMIT_STORAGE_TIMEOUT_SECONDS``, and a failed store is not
   asked again for a second, so no request hangs.
 
+Every limited request costs one Redis round trip for all of this: its bans
+and all its limits are checked and counted by one script
+(:meth:`security.bans.BanStore.check`). The one exception keeps a banned
+address from costing a database read: when the key has to be read from the
+database (it is not in this process's cache), the address's ban is checked
+first, in a round trip of its own.
+
+Responses of limited endpoints carry ``X-RateLimit-Limit``, ``-Remaining``
+and ``-Reset`` (the epoch second by which the window has room again) for
+the limit with the shortest window, or for the limit exceeded, and
+``X-RateLimit-Retry-After``, the seconds until then. A refusal adds
+``Retry-After``.
+
 One ``Limiter`` is built per app (the suite builds many apps in a process,
-and the extension keeps per-app state).
+and each keeps its own in-memory fallback).
 """
 
+import functools
 import logging
 import math
 import time
@@ -39,18 +53,15 @@ import time
 from flask import current_app
 from flask import g
 from flask import request
-from flask_limiter import ApplicationLimit
-from flask_limiter import HeaderNames
-from flask_limiter import Limiter
-from flask_limiter import RateLimitExceeded
+from limits import parse_many
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 from werkzeug.exceptions import HTTPException
 
-from app.auth import is_public
+from app import auth
 from app.errors import ApiError
 from app.errors import ServiceUnavailable
-from app.errors import error_response
 from security import events
-from security.bans import KEY_PREFIX
 from security.bans import BanStore
 from security.bans import StoreUnavailable
 from storage.db import session
@@ -71,6 +82,13 @@ class Banned(ApiError):
 
     status = 429
     code = "banned"
+
+
+class RateLimited(ApiError):
+    """The request is over one of its limits."""
+
+    status = 429
+    code = "rate_limited"
 
 
 def address_identity():
@@ -102,6 +120,18 @@ def _limit_value():
     return settings["RATELIMIT_BY_ROLE"].get(key.role, settings["RATELIMIT_STANDARD"])
 
 
+@functools.lru_cache(maxsize=64)
+def _parsed(limit_string):
+    """Return the limits of ``"100/hour;20/minute"``, shortest window first.
+
+    The shortest window is the one the headers describe; the sort is stable,
+    so limits of one granularity keep the order they were written in.
+    """
+    return tuple(
+        sorted(parse_many(limit_string), key=lambda item: item.GRANULARITY.seconds)
+    )
+
+
 def _cost():
     """Return what this request counts for: 1, or more for a large batch."""
     if request.endpoint != BATCH_ENDPOINT or not request.is_json:
@@ -120,23 +150,18 @@ def _cost():
     return max(1, math.ceil(len(items) / per_request))
 
 
-def _scope(_endpoint):
+def _scope():
     return "emergency" if _is_emergency() else "standard"
 
 
-def _unlimited():
-    return is_public(request.endpoint)
-
-
-def _on_breach(request_limit):
+def _on_breach(store, item):
     identity = _identity()
     key = g.get("api_key")
-    store = current_app.extensions["ban_store"]
     try:
         strikes, level, seconds = store.strike(identity)
     except StoreUnavailable:
         strikes, level, seconds = None, 0, 0
-    details = {"identity": identity, "limit": str(request_limit.limit)}
+    details = {"identity": identity, "limit": str(item)}
     _record("rate_limited", key, {**details, "strikes": strikes})
     if seconds:
         _record("banned", key, {**details, "level": level, "seconds": seconds}, "error")
@@ -154,6 +179,26 @@ def _record(kind, key, details, severity="warning"):
     )
 
 
+def _fail_closed():
+    """Raise 503 if this endpoint must not run while the store is down."""
+    if request.blueprint in FAIL_CLOSED_BLUEPRINTS:
+        raise ServiceUnavailable(
+            "rate limiting is unavailable; try again shortly",
+            headers={"Retry-After": str(STORE_RETRY_AFTER_SECONDS)},
+        )
+
+
+def _banned(seconds):
+    return Banned(
+        f"too many requests over the limit: banned for {seconds} more seconds",
+        headers={
+            "Retry-After": str(seconds),
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": str(int(time.time()) + seconds),
+        },
+    )
+
+
 def refuse_banned(identities):
     """Refuse a request from a banned key or address.
 
@@ -162,91 +207,145 @@ def refuse_banned(identities):
         ServiceUnavailable: 503, the store is down and the endpoint fails
             closed (key management).
     """
-    store = current_app.extensions.get("ban_store")
-    if store is None:
+    limiter = current_app.extensions.get("limiter")
+    if limiter is None:
         return
 
     try:
-        remaining = store.ban_remaining(identities)
+        remaining = limiter.store.ban_remaining(identities)
     except StoreUnavailable:
-        if request.blueprint in FAIL_CLOSED_BLUEPRINTS:
-            raise ServiceUnavailable(
-                "rate limiting is unavailable; try again shortly",
-                headers={"Retry-After": str(STORE_RETRY_AFTER_SECONDS)},
-            ) from None
+        _fail_closed()
+        return
+    if remaining:
+        raise _banned(remaining)
+
+
+def check_request(app):
+    """Identify the request's key, then refuse it if banned or over a limit.
+
+    A failed authentication is recorded here, unless the request is
+    banned, and raised later by :func:`app.auth.authorise`, so failed
+    attempts count against the address's limit.
+
+    Raises:
+        Banned: 429, the key or address is banned.
+        RateLimited: 429 with ``Retry-After``, a limit is exceeded.
+        ServiceUnavailable: 503, the store is down and the endpoint fails
+            closed (key management).
+    """
+    limiter = app.extensions.get("limiter")
+    if limiter is None:
+        auth.identify(app)
+        auth.record_failure()
         return
 
-    if remaining:
-        raise Banned(
-            f"too many requests over the limit: banned for {remaining} more seconds",
-            headers={
-                "Retry-After": str(remaining),
-                "X-RateLimit-Remaining": "0",
-                "X-RateLimit-Reset": str(int(time.time()) + remaining),
-            },
+    limiter.check(app)
+
+
+class Limiter:
+    """The per-request check and headers, with an in-memory fallback."""
+
+    def __init__(self, settings):
+        self.store = BanStore(
+            settings["RATELIMIT_STORAGE_URL"],
+            timeout_seconds=settings["RATELIMIT_STORAGE_TIMEOUT_SECONDS"],
+            settings=settings,
         )
+        self._memory = MovingWindowRateLimiter(MemoryStorage())
+
+    def check(self, app):
+        """Run the request's checks (see :func:`check_request`)."""
+        address = address_identity()
+        # A banned address never gets its key read from the database; a key
+        # in the cache costs no read, and its address's ban is checked with
+        # the limits below.
+        auth.identify(app, before_read=lambda: refuse_banned([address]))
+        key = g.api_key
+        identities = [address] if key is None else [address, key_identity(key)]
+        items = _parsed(_limit_value())
+        cost = _cost()
+        try:
+            ban_seconds, exceeded, stats = self.store.check(
+                identities, self._windows(items), cost=cost
+            )
+        except StoreUnavailable:
+            _fail_closed()
+            auth.record_failure()
+            exceeded, stats = self._count_in_memory(items, cost)
+        else:
+            if ban_seconds:
+                raise _banned(ban_seconds)
+            auth.record_failure()
+
+        shown = exceeded if exceeded is not None else 0
+        remaining, reset_in = stats[shown]
+        g.rate_limit = (items[shown].amount, remaining, time.time() + reset_in)
+        if exceeded is not None:
+            self._refuse(items[exceeded])
+
+    @staticmethod
+    def _windows(items):
+        """Return ``(name, amount, seconds)`` of each limit of this request."""
+        bucket = f"{_identity()}:{_scope()}"
+        windows = []
+        for item in items:
+            name = f"{bucket}:{item.amount}/{item.multiples}/{item.GRANULARITY.name}"
+            windows.append((name, item.amount, item.get_expiry()))
+        return windows
+
+    def _count_in_memory(self, items, cost):
+        """Count the request in this process alone, as the store would."""
+        identity, scope = _identity(), _scope()
+        stats = []
+        for index, item in enumerate(items):
+            allowed = self._memory.hit(item, identity, scope, cost=cost)
+            reset_at, remaining = self._memory.get_window_stats(item, identity, scope)
+            stats.append((remaining, reset_at - time.time()))
+            if not allowed:
+                return index, stats
+        return None, stats
+
+    def _refuse(self, item):
+        _on_breach(self.store, item)
+        retry_after = max(1, math.ceil(_reset_at(g.rate_limit) - time.time()))
+        raise RateLimited(
+            f"rate limit exceeded: {item}",
+            headers={"Retry-After": str(retry_after)},
+            extra={"retry_after": retry_after},
+        )
+
+
+def _reset_at(rate_limit):
+    """Return the whole epoch second by which the limit has room again."""
+    return int(rate_limit[2] + 1)
+
+
+def _add_headers(response):
+    rate_limit = g.get("rate_limit")
+    if rate_limit is None:
+        return response
+
+    amount, remaining, _reset = rate_limit
+    reset_at = _reset_at(rate_limit)
+    headers = response.headers
+    headers["X-RateLimit-Limit"] = str(amount)
+    headers["X-RateLimit-Remaining"] = str(max(0, remaining))
+    headers["X-RateLimit-Reset"] = str(reset_at)
+    retry_after = headers.get("Retry-After")
+    if retry_after is not None and retry_after.isdigit():
+        reset_at = max(reset_at, int(time.time()) + int(retry_after))
+    headers["X-RateLimit-Retry-After"] = str(int(reset_at - time.time()))
+    return response
 
 
 def init_limiter(app):
-    """Build the app's Limiter and ban store; return the limiter, or None when off.
-
-    The limiter's ``before_request`` hook is registered here, so call this
-    after the hooks that must run before it (identifying the key).
-    """
-    settings = app.config
-    if not settings["RATELIMIT_ENABLED"]:
+    """Build the app's limiter; return it, or None when limits are off."""
+    if not app.config["RATELIMIT_ENABLED"]:
         return None
 
-    timeout = settings["RATELIMIT_STORAGE_TIMEOUT_SECONDS"]
-    app.extensions["ban_store"] = BanStore(
-        settings["RATELIMIT_STORAGE_URL"], timeout_seconds=timeout, settings=settings
-    )
-    limiter = Limiter(
-        key_func=_identity,
-        application_limits=[
-            ApplicationLimit(limit_provider=_limit_value, scope=_scope, cost=_cost)
-        ],
-        storage_uri=settings["RATELIMIT_STORAGE_URL"],
-        storage_options={
-            "socket_connect_timeout": timeout,
-            "socket_timeout": timeout,
-            "retry_on_timeout": False,
-        },
-        # A sliding log: exactly N requests in any window, as the design
-        # asks, with no double burst at a window's edge.
-        strategy="moving-window",
-        headers_enabled=True,
-        # The extension would put Retry-After on every response, 200s
-        # included, and stretch a 503's; it gets a name of its own, and
-        # Retry-After is set only on refusals, by their handlers.
-        header_name_mapping={HeaderNames.RETRY_AFTER: "X-RateLimit-Retry-After"},
-        swallow_errors=True,
-        # TODO: the fallback counts a batch as one request (it takes only
-        # limit strings, no cost). Acceptable while it covers only a Redis
-        # outage of seconds; give it the cost if outages run longer.
-        in_memory_fallback=[_limit_value],
-        in_memory_fallback_enabled=True,
-        on_breach=_on_breach,
-        key_prefix=KEY_PREFIX,
-    )
-    limiter.request_filter(_unlimited)
-    limiter.init_app(app)
-
-    @app.errorhandler(RateLimitExceeded)
-    def _handle_rate_limited(error):
-        current = limiter.current_limit
-        retry_after = 60
-        if current is not None:
-            retry_after = max(1, math.ceil(current.reset_at - time.time()))
-        response = error_response(
-            429,
-            "rate_limited",
-            f"rate limit exceeded: {error.description}",
-            headers={"Retry-After": str(retry_after)},
-        )
-        body = response.get_json()
-        body["error"]["retry_after"] = retry_after
-        response.set_data(current_app.json.dumps(body))
-        return response
-
+    limiter = Limiter(app.config)
+    app.extensions["limiter"] = limiter
+    # The watch's views lift bans through the same store.
+    app.extensions["ban_store"] = limiter.store
+    app.after_request(_add_headers)
     return limiter

@@ -141,7 +141,8 @@ class DefaultConfig:
     # request, so this bounds how late a change takes effect only while
     # that Redis is down. 0 reads the row on every request.
     KEY_CACHE_SECONDS = 5.0
-    # Rate limits (flask-limiter: https://flask-limiter.readthedocs.io/).
+    # Rate limits (app/limits.py; limit strings in the notation of the limits
+    # library: https://limits.readthedocs.io/en/stable/quickstart.html).
     # On by default; the test config turns them off and the tests of limits
     # turn them back on.
     RATELIMIT_ENABLED = True

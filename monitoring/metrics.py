@@ -4,7 +4,9 @@ The API runs several gunicorn workers and the model runs in separate
 Celery processes, so an in-process registry would show one process's
 share on each scrape. prometheus-client's multiprocess mode shares files
 on one host only; counting in Redis hashes (``HINCRBY``) works across
-hosts and costs one pipelined round trip per request. ``/metrics`` reads
+hosts. The API adds each request's counts to a per-process tally that
+:mod:`monitoring.requestlog` writes with its rows, in one pipelined round
+trip a second, not one per request. ``/metrics`` reads
 the hashes and renders them with prometheus-client. Counters start again
 from zero only if Redis loses its data, which Prometheus reads as a
 counter reset.
@@ -68,29 +70,64 @@ def increment(client, name, labels, amount=1):
 
 def observe(client, name, labels, value):
     """Record one observation of ``value`` in histogram ``name``."""
-    pipe = client.pipeline(transaction=False)
-    _queue_observation(pipe, name, labels, value)
-    pipe.execute()
+    add_increments(
+        client,
+        {
+            (_HASH + name, field): amount
+            for field, amount in _observation(name, labels, value)
+        },
+    )
 
 
-def _queue_observation(pipe, name, labels, value):
+def _observation(name, labels, value):
+    """Return the ``(field, amount)`` pairs one observation adds (a float: the sum)."""
     _help, label_names, buckets = HISTOGRAMS[name]
     _check_labels(label_names, labels)
     values = [str(labels[label]) for label in label_names]
     index = next((i for i, bound in enumerate(buckets) if value <= bound), "inf")
-    pipe.hincrby(_HASH + name, json.dumps([*values, index]), 1)
-    pipe.hincrbyfloat(_HASH + name, json.dumps([*values, "sum"]), float(value))
+    return [
+        (json.dumps([*values, index]), 1),
+        (json.dumps([*values, "sum"]), float(value)),
+    ]
+
+
+def request_increments(*, endpoint, status, submit_seconds=None):
+    """Return ``[((hash, field), amount)]``: what one API request adds.
+
+    A float amount is a histogram's sum (``HINCRBYFLOAT``), an int a count.
+    """
+    _check_labels(COUNTERS["requests"][1], {"endpoint": endpoint, "status": status})
+    increments = [((_HASH + "requests", json.dumps([str(endpoint), str(status)])), 1)]
+    if submit_seconds is not None:
+        name = "submit_latency_seconds"
+        increments += [
+            ((_HASH + name, field), amount)
+            for field, amount in _observation(
+                name, {"endpoint": endpoint}, submit_seconds
+            )
+        ]
+    return increments
+
+
+def add_increments(client, increments):
+    """Add ``{(hash, field): amount}`` (see :func:`request_increments`) in one trip."""
+    pipe = client.pipeline(transaction=False)
+    for (name, field), amount in increments.items():
+        if isinstance(amount, float):
+            pipe.hincrbyfloat(name, field, amount)
+        else:
+            pipe.hincrby(name, field, amount)
+    pipe.execute()
 
 
 def count_request(client, *, endpoint, status, submit_seconds=None):
     """Count one API request and, for a submit, its latency: one round trip."""
-    pipe = client.pipeline(transaction=False)
-    increment(pipe, "requests", {"endpoint": endpoint, "status": status})
-    if submit_seconds is not None:
-        _queue_observation(
-            pipe, "submit_latency_seconds", {"endpoint": endpoint}, submit_seconds
-        )
-    pipe.execute()
+    increments = {}
+    for field, amount in request_increments(
+        endpoint=endpoint, status=status, submit_seconds=submit_seconds
+    ):
+        increments[field] = increments.get(field, 0) + amount
+    add_increments(client, increments)
 
 
 def count_webhook_attempt(client, outcome):

@@ -1,17 +1,19 @@
-"""Per-request bookkeeping: request-log rows and API key usage, in batches.
+"""Per-request bookkeeping: request logs, key usage and metrics, in batches.
 
 Every API request leaves a request-log row (never the message's text),
 and every authenticated one adds to its key's ``use_count`` and sets its
 ``last_used_at``. Written one by one, that was two commits per request,
 each waiting on the database's write lock and its sync to disk, on the
-path of every submit.
+path of every submit. Each request also adds to the metrics in Redis
+(:mod:`monitoring.metrics`), a round trip of its own.
 
 With ``REQUESTLOG_FLUSH_SECONDS`` above 0 the process keeps them in memory
-and a background thread writes them every that many seconds, in one
-transaction: the rows in one multi-row insert, the usage as one update per
-key. What a process held when it was killed outright (SIGKILL, a power
-cut) is lost: at most that many seconds of request logs and key usage,
-which are monitoring data; jobs are never written this way. A process
+and a background thread writes them every that many seconds: the rows in
+one multi-row insert and the usage as one update per key, in one
+transaction, and the metrics' counts summed, in one Redis round trip.
+What a process held when it was killed outright (SIGKILL, a power cut) is
+lost: at most that many seconds of request logs, key usage and request
+counts, which are monitoring data; jobs are never written this way. A process
 that exits normally writes what it holds first (``atexit``; gunicorn's
 ``worker_exit`` hook calls :func:`flush` too). With 0 (the test config)
 each is written at once, on a connection of its own.
@@ -32,6 +34,7 @@ from sqlalchemy import insert
 from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 
+from monitoring import metrics
 from storage.db import get_engine
 from storage.models import ApiKey
 from storage.models import utcnow
@@ -47,15 +50,18 @@ class _Buffer:
         self.interval_seconds = 0.0
         self.rows = []
         self.usage = {}
+        # {(hash, field): amount} for the metrics, and the Redis they go to.
+        self.counts = {}
+        self.metrics_client = None
         self.lock = threading.Lock()
         self.thread = None
         self.pid = None
 
     def take(self):
         with self.lock:
-            rows, usage = self.rows, self.usage
-            self.rows, self.usage = [], {}
-        return rows, usage
+            rows, usage, counts = self.rows, self.usage, self.counts
+            self.rows, self.usage, self.counts = [], {}, {}
+        return rows, usage, counts
 
     def ensure_thread(self):
         # A forked child (a gunicorn or Celery worker) inherits neither the
@@ -65,7 +71,7 @@ class _Buffer:
         with self.lock:
             if self.pid != os.getpid() or self.thread is None:
                 if self.pid != os.getpid():
-                    self.rows, self.usage = [], {}
+                    self.rows, self.usage, self.counts = [], {}, {}
                 self.pid = os.getpid()
                 self.thread = threading.Thread(
                     target=self._run, name="requestlog-flusher", daemon=True
@@ -116,11 +122,39 @@ def count_key_use(key_id, when=None):
         _buffer.usage[key_id] = (count + 1, when)
 
 
+def count_request(client, *, endpoint, status, submit_seconds=None):
+    """Count one request in the metrics kept in ``client`` (Redis).
+
+    A Redis fault is logged, never raised.
+    """
+    if _buffer.interval_seconds <= 0:
+        metrics.safely(
+            metrics.count_request,
+            client,
+            endpoint=endpoint,
+            status=status,
+            submit_seconds=submit_seconds,
+        )
+        return
+
+    increments = metrics.request_increments(
+        endpoint=endpoint, status=status, submit_seconds=submit_seconds
+    )
+    _buffer.ensure_thread()
+    with _buffer.lock:
+        counts = _buffer.counts
+        for field, amount in increments:
+            counts[field] = counts.get(field, 0) + amount
+        _buffer.metrics_client = client
+
+
 def flush():
     """Write what this process holds now; return the number of rows written."""
-    rows, usage = _buffer.take()
+    rows, usage, counts = _buffer.take()
     if rows or usage:
         _write(rows, usage)
+    if counts and _buffer.metrics_client is not None:
+        metrics.safely(metrics.add_increments, _buffer.metrics_client, counts)
     return len(rows)
 
 

@@ -11,7 +11,6 @@ from werkzeug.exceptions import HTTPException
 
 from app.errors import ApiError
 from monitoring import logs
-from monitoring import metrics
 from monitoring import requestlog
 from monitoring import state
 from security import keys
@@ -93,8 +92,7 @@ def _finish(response):
     # blocked address must not turn into a flood of database writes.
     if not g.get("blocked"):
         requestlog.record(**row)
-    metrics.safely(
-        metrics.count_request,
+    requestlog.count_request(
         state.client_for(current_app.config),
         endpoint=endpoint,
         status=response.status_code,

@@ -124,3 +124,35 @@ def test_flush_writes_what_the_process_holds_at_once(batching_app):
         (row,) = session.scalars(select(RequestLog)).all()
         assert (row.endpoint, row.status) == ("jobs.get", 404)
         assert session.scalars(select(ApiKey)).one().use_count == 1
+
+
+def test_request_metrics_are_summed_and_written_with_the_batch(batching_app, redis_url):
+    """Five submits and a 404 reach the metrics in Redis at the flush, summed."""
+    app = batching_app
+    requestlog.configure(flush_seconds=3600)
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {KeyMaker(app)('operator')}"}
+    store = redis.Redis.from_url(f"{redis_url}/0")
+    requests_hash = "aicrisisalert:metrics:requests"
+    latency_hash = "aicrisisalert:metrics:submit_latency_seconds"
+
+    statuses = [
+        client.post("/v1/classifications", json={"text": text}, headers=headers)
+        for text in _tweets(5)
+    ] + [client.get("/v1/classifications/nope", headers=headers)]
+    before = store.hgetall(requests_hash)
+    requestlog.flush()
+
+    assert [r.status_code for r in statuses] == [202] * 5 + [404]
+    assert before == {}
+    counts = store.hgetall(requests_hash)
+    assert int(counts[b'["jobs.submit", "202"]']) == 5
+    assert int(counts[b'["jobs.get", "404"]']) == 1
+    latency = store.hgetall(latency_hash)
+    buckets = {
+        field: int(value)
+        for field, value in latency.items()
+        if not field.endswith(b'"sum"]')
+    }
+    assert sum(buckets.values()) == 5
+    assert float(latency[b'["jobs.submit", "sum"]']) > 0

@@ -4,6 +4,7 @@ import time
 
 import pytest
 import redis
+import sqlalchemy
 from sqlalchemy import select
 
 from app import create_app
@@ -426,3 +427,100 @@ def test_a_batch_counts_one_request_per_hundred_items(limited):
         ).status_code
         == 202
     )
+
+
+def _script_runs(store):
+    """Return how many scripts and ban lookups the Redis server has run."""
+    stats = store.info("commandstats")
+    return {
+        name: stats.get(f"cmdstat_{name}", {}).get("calls", 0)
+        for name in ("evalsha", "eval", "pttl")
+    }
+
+
+def test_a_limited_request_costs_one_script_run_once_its_key_is_cached(
+    limited, redis_url
+):
+    """Bans and both limits of a request are one script run; no other lookup."""
+    app = limited()
+    client = app.test_client()
+    headers = KeyMaker(app).headers("viewer")
+    store = redis.Redis.from_url(f"{redis_url}/2")
+    _poll(client, headers)
+    before = _script_runs(store)
+
+    responses = [_poll(client, headers) for _ in range(5)]
+
+    after = _script_runs(store)
+    assert [r.status_code for r in responses] == [200] * 5
+    assert after["evalsha"] + after["eval"] - before["evalsha"] - before["eval"] == 5
+    # Redis counts the commands a script runs too: the two bans (address and
+    # key) looked up inside each run, and no lookup of a ban on its own.
+    assert after["pttl"] - before["pttl"] == 2 * 5
+    assert responses[-1].headers["X-RateLimit-Remaining"] == "14"
+
+
+def test_limit_windows_expire_and_leave_no_key_without_a_ttl(limited, redis_url):
+    """A limit reached is a 429 until its window passes, then requests pass again."""
+    app = limited(RATELIMIT_STANDARD="2/second")
+    client = app.test_client()
+    headers = KeyMaker(app).headers("viewer")
+    store = redis.Redis.from_url(f"{redis_url}/2")
+
+    first = [_poll(client, headers) for _ in range(3)]
+    windows = store.keys("aicrisisalert:limit:*")
+    time.sleep(1.1)
+    later = _poll(client, headers)
+
+    assert [r.status_code for r in first] == [200, 200, 429]
+    assert first[2].get_json()["error"]["message"] == (
+        "rate limit exceeded: 2 per 1 second"
+    )
+    # The reset is rounded up to the next whole second, as the headers say it.
+    assert first[2].headers["Retry-After"] in ("1", "2")
+    assert windows and all(0 < store.ttl(name) <= 1 for name in windows)
+    assert later.status_code == 200
+    assert later.headers["X-RateLimit-Remaining"] == "1"
+
+
+def test_banned_address_with_an_unread_key_costs_no_key_query(limited):
+    """A banned address is refused before a key it sends is read from the database."""
+    app = limited(RATELIMIT_STANDARD="1/minute", BAN_AFTER_BREACHES=1)
+    client = app.test_client()
+    bad = {"Authorization": "Bearer aca_deadbeef_" + "x" * 43}
+    assert [_poll(client, bad).status_code for _ in range(2)] == [401, 429]
+    fresh = KeyMaker(app).headers("viewer")
+    queries = []
+
+    def count(_conn, _cursor, statement, *_args):
+        if statement.lstrip().upper().startswith("SELECT") and "api_keys" in statement:
+            queries.append(statement)
+
+    sqlalchemy.event.listen(db.get_engine(), "before_cursor_execute", count)
+    try:
+        refused = _poll(client, fresh)
+    finally:
+        sqlalchemy.event.remove(db.get_engine(), "before_cursor_execute", count)
+
+    assert refused.status_code == 429
+    assert refused.get_json()["error"]["code"] == "banned"
+    assert queries == []
+    assert len(_events("auth_failed")) == 2
+
+
+def test_dead_limiter_store_counts_a_batch_by_its_items_in_memory(
+    app_with_dead_limiter_store,
+):
+    """With Redis down the in-memory fallback charges a batch its full cost."""
+    app = app_with_dead_limiter_store
+    client = app.test_client()
+    headers = KeyMaker(app).headers("api_user")
+    batch = {"items": [{"text": TWEET}] * 250}
+
+    first = client.post("/v1/classifications/batch", json=batch, headers=headers)
+    second = client.post("/v1/classifications/batch", json=batch, headers=headers)
+
+    assert first.status_code == 202
+    assert first.headers["X-RateLimit-Remaining"] == "0"
+    assert second.status_code == 429
+    assert second.get_json()["error"]["code"] == "rate_limited"
