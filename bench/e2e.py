@@ -31,7 +31,7 @@ from classifier.data import read_tsv
 
 GOAL_RATIO = 0.85
 _POLL_INTERVAL_SECONDS = 0.1
-_ENGINE_BATCHES = (8, 32, 128)
+_ENGINE_BATCHES = (8, 16, 32, 64, 128)
 _ENGINE_THREADS = (1, 2)
 
 

@@ -78,8 +78,13 @@ class DefaultConfig:
     BROKER_TIMEOUT_SECONDS = 1.0
     # Texts a worker runs through the model in one forward pass (the jobs
     # a worker gathers, below, are sorted by length and cut into passes of
-    # this size).
-    INFERENCE_BATCH_SIZE = 32
+    # this size). 16, not 32: with one torch thread a pass of 16 costs no
+    # more per text than one of 32, and it pads less, because a gather is
+    # too few texts for neighbours in length order to be close in length.
+    # Measured in-process on the first 2,000 test tweets, one thread, in
+    # gathers of 128: 5.10 ms of CPU a text at 16, 5.35 at 32 (sorted as a
+    # whole, as the engine benchmark runs: 4.68 and 4.67).
+    INFERENCE_BATCH_SIZE = 16
     # Log level of every process.
     LOG_LEVEL = "INFO"
     # Flower's bind address and port; it asks for these credentials.
@@ -106,18 +111,13 @@ class DefaultConfig:
     # Jobs a classification task gathers for one forward pass: its own
     # message's, then more waiting messages of the worker's queues taken
     # straight from the broker (emergency first), up to about this many.
-    # Kept at 64. Gathers of 256 pad less (a pass sorts its jobs by length),
-    # but bench.e2e (2,000 tweets, 2 cores) was not steady with them:
-    # stack/engine 0.87, 0.77 and 0.69 in three runs, against 0.75 in one
-    # run at 64. A standard pass of 256 also takes 2-3 s, and the client
-    # run (500 tweets, a tenth emergencies) gave an emergency p50 of 635 ms
-    # at 256 against 172 ms at 64 in an earlier run, most likely an
-    # emergency reserved by a busy worker-standard process waiting out its
-    # pass. TODO: measure 128 over several runs, emergency latency included;
-    # missing because each bench.e2e run takes minutes of both cores and the
-    # 256 runs spread too widely to choose from; 64 is the measured-safe
-    # value for emergencies until that comparison is made.
-    WORKER_BATCH_MAX_JOBS = 64
+    # Measured with `make run` on two cores (bench.e2e --n 2000, one run
+    # each, passes of 16): stack/engine 0.84 at 128 (315 texts/s), 0.75 at
+    # 256 (300 texts/s: 2,000 jobs are only eight gathers, and the last
+    # leaves a process idle); at 64 with passes of 32, 0.65 (266 texts/s).
+    # bench.priority at 128: idle p99 73 ms, loaded p99 41 ms, no standard
+    # job ahead of a waiting emergency.
+    WORKER_BATCH_MAX_JOBS = 128
     # Milliseconds a standard task waits for more messages when it has
     # fewer than WORKER_BATCH_MAX_JOBS, so that a lone job is never held
     # back longer than this. Emergency jobs never wait, and an emergency
