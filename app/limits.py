@@ -61,6 +61,7 @@ from werkzeug.exceptions import HTTPException
 from app import auth
 from app.errors import ApiError
 from app.errors import ServiceUnavailable
+from app.errors import Unprocessable
 from security import events
 from security.bans import BanStore
 from security.bans import StoreUnavailable
@@ -132,22 +133,62 @@ def _parsed(limit_string):
     )
 
 
+def _batch_cost_ceiling():
+    """Return what the largest batch allowed counts for."""
+    settings = current_app.config
+    per_request = settings["RATELIMIT_BATCH_ITEMS_PER_REQUEST"]
+    return max(1, math.ceil(settings["BATCH_MAX_ITEMS"] / per_request))
+
+
 def _cost():
-    """Return what this request counts for: 1, or more for a large batch."""
+    """Return what this request counts for: 1, or more for a large batch.
+
+    A body is parsed here only for a request with a valid key: a keyless or
+    badly keyed request is refused whatever it carries, so it costs 1 and
+    its body (up to 16 MiB) is never read. A batch sent without a length
+    (a chunked upload) cannot be sized before it is read, so it is charged
+    as the largest batch; clients that send ``Content-Length``, as every
+    ordinary client does, are charged by their items.
+    """
     if request.endpoint != BATCH_ENDPOINT or not request.is_json:
         return 1
+    if g.get("api_key") is None:
+        return 1
     length = request.content_length
-    if length is None or length > current_app.config["BATCH_MAX_BODY_BYTES"]:
+    if length is None:
+        return _batch_cost_ceiling()
+    if length > current_app.config["BATCH_MAX_BODY_BYTES"]:
+        # Refused as too large (413) before the view reads it.
         return 1
     try:
         body = request.get_json(silent=True)
-    except HTTPException:
+    except (HTTPException, RecursionError):
+        # Malformed or nested past the parser's depth: the view answers 400.
         return 1
     items = body.get("items") if isinstance(body, dict) else None
     if not isinstance(items, list):
         return 1
     per_request = current_app.config["RATELIMIT_BATCH_ITEMS_PER_REQUEST"]
     return max(1, math.ceil(len(items) / per_request))
+
+
+def _refuse_cost_above_limit(items, cost):
+    """Answer 422 for a batch that counts for more than a whole limit.
+
+    Such a request could never pass, however long the client waited, and
+    each try would count as a breach towards a ban: say what would pass.
+    """
+    if cost <= 1:
+        return
+    smallest = min(items, key=lambda item: item.amount)
+    if cost <= smallest.amount:
+        return
+    per_request = current_app.config["RATELIMIT_BATCH_ITEMS_PER_REQUEST"]
+    raise Unprocessable(
+        f"this batch counts as {cost} requests (one per {per_request} items), "
+        f"more than this key's whole limit of {smallest}; send at most "
+        f"{smallest.amount * per_request} items a batch"
+    )
 
 
 def _scope():
@@ -262,8 +303,15 @@ class Limiter:
         auth.identify(app, before_read=lambda: refuse_banned([address]))
         key = g.api_key
         identities = [address] if key is None else [address, key_identity(key)]
+        if _is_emergency():
+            # A key banned for breaches of its standard limit still reaches
+            # the emergency endpoint, which has a ceiling of its own: an
+            # emergency is never refused for a client's polling mistakes.
+            # An address ban (key guessing) still applies.
+            identities = [address]
         items = _parsed(_limit_value())
         cost = _cost()
+        _refuse_cost_above_limit(items, cost)
         try:
             ban_seconds, exceeded, stats = self.store.check(
                 identities, self._windows(items), cost=cost

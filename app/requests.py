@@ -29,6 +29,9 @@ def json_body():
         body = request.get_json()
     except BadRequest:
         raise MalformedJson("the body is not valid JSON") from None
+    except RecursionError:
+        # The parser gives up on arrays or objects nested thousands deep.
+        raise MalformedJson("the body is nested too deeply to read") from None
 
     if not isinstance(body, dict):
         raise Unprocessable("the body must be a JSON object")

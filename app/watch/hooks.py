@@ -139,7 +139,8 @@ def _text_length():
         return None
     try:
         body = request.get_json(silent=True)
-    except HTTPException:
+    except (HTTPException, RecursionError):
+        # RecursionError: nested past the parser's depth (the view says so).
         return None
     text = body.get("text") if isinstance(body, dict) else None
     return len(text) if isinstance(text, str) else None

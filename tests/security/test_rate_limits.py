@@ -1,5 +1,7 @@
 """Rate limits, bans, proxies and a dead Redis, against the real test Redis."""
 
+import io
+import json
 import time
 
 import pytest
@@ -524,3 +526,113 @@ def test_dead_limiter_store_counts_a_batch_by_its_items_in_memory(
     assert first.headers["X-RateLimit-Remaining"] == "0"
     assert second.status_code == 429
     assert second.get_json()["error"]["code"] == "rate_limited"
+
+
+def test_a_chunked_batch_is_charged_as_the_largest_batch(limited):
+    """No Content-Length: the batch cannot be sized first, so it costs the most."""
+    app = limited(RATELIMIT_BY_ROLE={"operator": "100/minute"})
+    client = app.test_client()
+    headers = KeyMaker(app).headers("operator")
+    body = json.dumps({"items": [{"text": TWEET}] * 3}).encode()
+
+    # No Content-Length; gunicorn marks a chunked body's end this way.
+    chunked = client.post(
+        "/v1/classifications/batch",
+        input_stream=io.BytesIO(body),
+        headers={**headers, "Transfer-Encoding": "chunked"},
+        content_type="application/json",
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    sized = client.post(
+        "/v1/classifications/batch", json=json.loads(body), headers=headers
+    )
+
+    assert chunked.status_code == 202, chunked.get_json()
+    assert chunked.get_json()["count"] == 3
+    # 1,000 items at 100 a request: the chunked one cost 10, the sized one 1.
+    assert chunked.headers["X-RateLimit-Remaining"] == "90"
+    assert sized.headers["X-RateLimit-Remaining"] == "89"
+
+
+def test_deeply_nested_json_is_a_400_and_is_counted(limited):
+    """Nesting past the parser's depth is malformed JSON, never a 500."""
+    app = limited(RATELIMIT_BY_ROLE={"operator": "100/minute"})
+    client = app.test_client()
+    headers = KeyMaker(app).headers("operator")
+    nested = "[" * 100_000 + "]" * 100_000
+
+    for path in ("/v1/classifications/batch", "/v1/classifications", "/v1/emergency"):
+        response = client.post(
+            path, data=nested, headers=headers, content_type="application/json"
+        )
+        assert response.status_code == 400, (path, response.status_code)
+        assert response.get_json()["error"]["code"] == "malformed_json"
+    keyless = client.post(
+        "/v1/classifications/batch", data=nested, content_type="application/json"
+    )
+    assert keyless.status_code == 401
+    assert _poll(client, headers).headers["X-RateLimit-Remaining"] == "97"
+
+
+def test_keyless_batch_body_is_never_parsed(limited):
+    """A request refused for its key costs 1 and its body is not read."""
+    app = limited()
+    client = app.test_client()
+    parsed = []
+    original = app.json.loads
+
+    def counting(data, **kwargs):
+        parsed.append(len(data))
+        return original(data, **kwargs)
+
+    app.json.loads = counting
+    body = json.dumps({"items": [{"text": TWEET}] * 500})
+    response = client.post(
+        "/v1/classifications/batch",
+        data=body,
+        headers={"Authorization": "Bearer aca_deadbeef_" + "x" * 43},
+        content_type="application/json",
+    )
+
+    assert response.status_code == 401
+    assert parsed == []
+
+
+def test_a_batch_above_the_whole_limit_is_a_422_not_a_breach(limited):
+    """A batch no wait could let through says what would, and earns no strike."""
+    app = limited(RATELIMIT_BY_ROLE={"operator": "5/minute"}, BAN_AFTER_BREACHES=2)
+    client = app.test_client()
+    headers = KeyMaker(app).headers("operator")
+    items = [{"text": TWEET}] * 600
+
+    responses = [
+        client.post("/v1/classifications/batch", json={"items": items}, headers=headers)
+        for _ in range(3)
+    ]
+
+    assert [r.status_code for r in responses] == [422] * 3
+    message = responses[0].get_json()["error"]["message"]
+    assert "counts as 6 requests" in message and "at most 500 items" in message
+    assert _events("rate_limited") == []
+    accepted = client.post(
+        "/v1/classifications/batch", json={"items": items[:500]}, headers=headers
+    )
+    assert accepted.status_code == 202
+
+
+def test_a_key_banned_on_standard_endpoints_still_reaches_emergency(limited):
+    """A ban earned by polling refuses no emergency; elsewhere the key stays banned."""
+    app = limited(
+        RATELIMIT_BY_ROLE={"operator": "2/minute"},
+        BAN_AFTER_BREACHES=2,
+    )
+    client = app.test_client()
+    headers = KeyMaker(app).headers("operator")
+
+    polls = [_poll(client, headers) for _ in range(5)]
+    emergency = client.post("/v1/emergency", json={"text": TWEET}, headers=headers)
+
+    assert [r.status_code for r in polls[:2]] == [200, 200]
+    assert polls[-1].get_json()["error"]["code"] == "banned"
+    assert emergency.status_code == 202, emergency.get_json()
+    assert _poll(client, headers).get_json()["error"]["code"] == "banned"
