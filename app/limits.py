@@ -74,6 +74,11 @@ BATCH_ENDPOINT = "jobs.submit_batch"
 # Blueprints whose endpoints answer 503 rather than run unlimited while the
 # limiter's Redis is down.
 FAIL_CLOSED_BLUEPRINTS = frozenset({"keys"})
+# Single endpoints that fail closed the same way: reversing an automatic
+# action restores revoked keys and lifts blocks, what a stolen admin key
+# would go for. The rest of the watch (alerts, metrics) stays readable
+# during an outage, when it is needed most.
+FAIL_CLOSED_ENDPOINTS = frozenset({"watch.reverse_action"})
 # Seconds a client is told to wait when the limiter's store is down.
 STORE_RETRY_AFTER_SECONDS = 5
 
@@ -222,7 +227,10 @@ def _record(kind, key, details, severity="warning"):
 
 def _fail_closed():
     """Raise 503 if this endpoint must not run while the store is down."""
-    if request.blueprint in FAIL_CLOSED_BLUEPRINTS:
+    if (
+        request.blueprint in FAIL_CLOSED_BLUEPRINTS
+        or request.endpoint in FAIL_CLOSED_ENDPOINTS
+    ):
         raise ServiceUnavailable(
             "rate limiting is unavailable; try again shortly",
             headers={"Retry-After": str(STORE_RETRY_AFTER_SECONDS)},

@@ -334,7 +334,13 @@ def test_dead_limiter_store_fails_open_for_jobs_and_closed_for_keys(
         for _ in range(4)
     ]
     admin_list = timed(lambda: client.get("/v1/keys", headers=admin))
+    reverse = timed(lambda: client.post("/v1/actions/1/reverse", headers=admin))
+    alerts = timed(lambda: client.get("/v1/alerts", headers=admin))
 
+    # Reversing an action (restoring a revoked key) fails closed like key
+    # admin; reading the alerts goes on.
+    assert reverse.status_code == 503
+    assert alerts.status_code == 200
     assert emergency.status_code == 202
     # The in-memory fallback keeps the same limit per process.
     assert [r.status_code for r in standard] == [202, 202, 202, 429]
