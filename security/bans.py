@@ -50,7 +50,8 @@ return {strikes, level, seconds}
 # per limit. ARGV: the number of ban keys, the request's cost, then
 # amount and window seconds per limit. Returns {1, ban ms left} when
 # banned, else {0, index of the limit exceeded or 0, then per limit
-# counted: remaining, seconds until its oldest entry leaves the window}.
+# counted: remaining, seconds until its oldest entry leaves the window (for
+# the limit exceeded: until enough have left for the request's cost)}.
 _CHECK_SCRIPT = """
 local bans = tonumber(ARGV[1])
 local longest = 0
@@ -87,7 +88,10 @@ for i = bans + 1, #KEYS do
     redis.call('EXPIRE', key, window)
     count = count + cost
   end
-  local oldest = redis.call('LINDEX', key, -1)
+  -- Allowed: the window has room again when its oldest entry leaves.
+  -- Refused: when enough entries have left for this request's cost.
+  local leaving = allowed and 1 or (count + cost - amount)
+  local oldest = redis.call('LINDEX', key, -leaving)
   local reset = (oldest and tonumber(oldest) or now) + window - now
   table.insert(result, amount - count)
   table.insert(result, string.format('%.6f', reset))

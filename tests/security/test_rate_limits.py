@@ -642,3 +642,25 @@ def test_a_key_banned_on_standard_endpoints_still_reaches_emergency(limited):
     assert polls[-1].get_json()["error"]["code"] == "banned"
     assert emergency.status_code == 202, emergency.get_json()
     assert _poll(client, headers).get_json()["error"]["code"] == "banned"
+
+
+def test_retry_after_of_a_refused_batch_waits_for_room_for_its_cost(limited):
+    """A batch costing 2 is told to wait until two entries have left, not one."""
+    app = limited(
+        RATELIMIT_BY_ROLE={"operator": "3 per 10 seconds"},
+        RATELIMIT_BATCH_ITEMS_PER_REQUEST=1,
+    )
+    client = app.test_client()
+    headers = KeyMaker(app).headers("operator")
+    assert _poll(client, headers).status_code == 200
+    time.sleep(2)
+    assert [_poll(client, headers).status_code for _ in range(2)] == [200, 200]
+
+    two = [{"text": TWEET}] * 2
+    refused = client.post(
+        "/v1/classifications/batch", json={"items": two}, headers=headers
+    )
+
+    assert refused.status_code == 429
+    # The oldest entry leaves in about 8 s; room for two comes about 2 s later.
+    assert int(refused.headers["Retry-After"]) >= 9
