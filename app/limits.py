@@ -63,6 +63,7 @@ from app.errors import ApiError
 from app.errors import ServiceUnavailable
 from app.errors import Unprocessable
 from security import events
+from security import roles
 from security.bans import BanStore
 from security.bans import StoreUnavailable
 from storage.db import session
@@ -113,7 +114,17 @@ def _identity():
 
 
 def _is_emergency():
-    return request.endpoint == EMERGENCY_ENDPOINT and g.get("api_key") is not None
+    """Whether the request gets the emergency bucket: a key that may submit.
+
+    A key without the permission (a viewer) is refused by the view; its
+    tries count against its own standard limit, not the emergency ceiling.
+    """
+    key = g.get("api_key")
+    return (
+        request.endpoint == EMERGENCY_ENDPOINT
+        and key is not None
+        and roles.allows(key.role, roles.CREATE_CLASSIFICATIONS)
+    )
 
 
 def _limit_value():
@@ -130,12 +141,11 @@ def _limit_value():
 def _parsed(limit_string):
     """Return the limits of ``"100/hour;20/minute"``, shortest window first.
 
-    The shortest window is the one the headers describe; the sort is stable,
-    so limits of one granularity keep the order they were written in.
+    The shortest window (in seconds: "10 per 90 seconds" is longer than
+    "20/minute") is the one the headers describe; the sort is stable, so
+    limits of one window keep the order they were written in.
     """
-    return tuple(
-        sorted(parse_many(limit_string), key=lambda item: item.GRANULARITY.seconds)
-    )
+    return tuple(sorted(parse_many(limit_string), key=lambda item: item.get_expiry()))
 
 
 def _batch_cost_ceiling():

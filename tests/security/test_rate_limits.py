@@ -664,3 +664,31 @@ def test_retry_after_of_a_refused_batch_waits_for_room_for_its_cost(limited):
     assert refused.status_code == 429
     # The oldest entry leaves in about 8 s; room for two comes about 2 s later.
     assert int(refused.headers["Retry-After"]) >= 9
+
+
+def test_a_viewer_on_emergency_is_counted_at_its_own_limit(limited):
+    """A key that may not submit gets 403s at its standard limit, not the ceiling."""
+    app = limited()
+    client = app.test_client()
+    headers = KeyMaker(app).headers("viewer")
+
+    tries = [
+        client.post("/v1/emergency", json={"text": TWEET}, headers=headers)
+        for _ in range(21)
+    ]
+
+    assert [r.status_code for r in tries[:20]] == [403] * 20
+    assert tries[0].headers["X-RateLimit-Limit"] == "20"
+    assert tries[20].status_code == 429
+
+
+def test_headers_describe_the_shortest_window_in_seconds(limited):
+    """A limit of 10 per 90 seconds is longer than 20 a minute, whatever the units."""
+    app = limited(RATELIMIT_BY_ROLE={"operator": "10 per 90 seconds;20/minute"})
+    client = app.test_client()
+    headers = KeyMaker(app).headers("operator")
+
+    response = _poll(client, headers)
+
+    assert response.headers["X-RateLimit-Limit"] == "20"
+    assert 55 <= int(response.headers["X-RateLimit-Retry-After"]) <= 61
