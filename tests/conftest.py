@@ -133,14 +133,23 @@ def database_url(tmp_path):
     return f"sqlite:///{tmp_path / 'test.db'}"
 
 
+def build_app(redis_url, database_url, **overrides):
+    """Return the API app on a flushed Redis and a fresh database.
+
+    ``overrides`` are settings over the test config; the caller removes
+    the database session when done (the fixtures below do).
+    """
+    for database in (0, 2):
+        redis.Redis.from_url(f"{redis_url}/{database}").flushdb()
+    application = create_app(make_test_config(redis_url, database_url, **overrides))
+    db.create_all()
+    return application
+
+
 @pytest.fixture
 def app(redis_url, database_url):
     """The API app on a fresh database and a flushed Redis."""
-    for database in (0, 2):
-        redis.Redis.from_url(f"{redis_url}/{database}").flushdb()
-    application = create_app(make_test_config(redis_url, database_url))
-    db.create_all()
-    yield application
+    yield build_app(redis_url, database_url)
     db.session.remove()
 
 
@@ -331,13 +340,18 @@ class Beat:
         self.log.close()
 
 
-def worker_env(redis_url, database_url, **settings):
-    """Environment for a worker process using the test Redis and database."""
+def service_env(redis_url, database_url, **settings):
+    """Environment for a process of ours (a worker, gunicorn, a command).
+
+    It uses the test Redis and database and the test config's secrets, so a
+    key made by the ``app`` fixture authenticates there too.
+    """
     env = dict(os.environ)
     env.update(
         AICRISISALERT_DATABASE_URL=database_url,
         AICRISISALERT_BROKER_URL=f"{redis_url}/0",
         AICRISISALERT_RESULT_BACKEND_URL=f"{redis_url}/1",
+        AICRISISALERT_RATELIMIT_STORAGE_URL=f"{redis_url}/2",
         AICRISISALERT_SECRET_KEY="testing-secret-key",
         AICRISISALERT_KEY_PEPPER="testing-key-pepper",
         HF_HUB_OFFLINE="1",
@@ -354,7 +368,7 @@ def start_worker(redis_url, database_url, tmp_path):
     started = []
 
     def start(queues="emergency,standard", *, wait=True, settings=None, **kwargs):
-        env = worker_env(redis_url, database_url, **(settings or {}))
+        env = service_env(redis_url, database_url, **(settings or {}))
         log = tmp_path / f"worker-{len(started)}.log"
         worker = Worker(env, queues, log, **kwargs)
         started.append(worker)

@@ -1,6 +1,5 @@
 """The submit benchmark's load generator, against gunicorn as it is deployed."""
 
-import os
 import subprocess
 import sys
 import urllib.request
@@ -10,6 +9,7 @@ import pytest
 from bench import api as bench_api
 from tests.conftest import ROOT
 from tests.conftest import free_port
+from tests.conftest import service_env
 from tests.conftest import wait_for
 
 _LIMITS = '{"operator": "100000/hour;20000/minute"}'
@@ -25,20 +25,19 @@ def _answers(url):
 
 @pytest.fixture
 def gunicorn_url(app, redis_url, database_url, tmp_path):
-    """The URL of a gunicorn (one worker) on the test database and Redis."""
+    """The URL of a gunicorn (one worker) on the test database and Redis.
+
+    ``app`` is asked for first so that the tables exist before gunicorn starts.
+    """
     port = free_port()
-    env = {
-        **os.environ,
-        "AICRISISALERT_DATABASE_URL": database_url,
-        "AICRISISALERT_BROKER_URL": f"{redis_url}/0",
-        "AICRISISALERT_RESULT_BACKEND_URL": f"{redis_url}/1",
-        "AICRISISALERT_RATELIMIT_STORAGE_URL": f"{redis_url}/2",
-        "AICRISISALERT_KEY_PEPPER": app.config["KEY_PEPPER"],
-        "AICRISISALERT_RATELIMIT_BY_ROLE": _LIMITS,
-        "AICRISISALERT_PORT": str(port),
-        "AICRISISALERT_WEB_WORKERS": "1",
-        "AICRISISALERT_WEB_ACCESS_LOG": "null",
-    }
+    env = service_env(
+        redis_url,
+        database_url,
+        RATELIMIT_BY_ROLE=_LIMITS,
+        PORT=port,
+        WEB_WORKERS=1,
+        WEB_ACCESS_LOG="null",
+    )
     log = open(tmp_path / "gunicorn.log", "wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--config", "python:config.gunicorn"]

@@ -1,31 +1,23 @@
 """The in-process submit CPU benchmark, on the test database and Redis."""
 
 import json
-import os
 import subprocess
 import sys
 
 import redis
 
 from tests.conftest import ROOT
+from tests.conftest import service_env
 
 _LIMITS = '{"operator": "100000/hour;20000/minute"}'
 
 
 def test_submit_cpu_measures_accepted_submits_and_empties_the_queue(
-    app, make_key, redis_url, database_url
+    make_key, redis_url, database_url
 ):
     """Every submit is a 202, its CPU is measured, and the queue is left empty."""
     key = make_key("operator")
-    env = {
-        **os.environ,
-        "AICRISISALERT_DATABASE_URL": database_url,
-        "AICRISISALERT_BROKER_URL": f"{redis_url}/0",
-        "AICRISISALERT_RESULT_BACKEND_URL": f"{redis_url}/1",
-        "AICRISISALERT_RATELIMIT_STORAGE_URL": f"{redis_url}/2",
-        "AICRISISALERT_KEY_PEPPER": app.config["KEY_PEPPER"],
-        "AICRISISALERT_RATELIMIT_BY_ROLE": _LIMITS,
-    }
+    env = service_env(redis_url, database_url, RATELIMIT_BY_ROLE=_LIMITS)
 
     done = subprocess.run(
         [sys.executable, "-m", "bench.submit_cpu", "--key", key, "--n", "30"],

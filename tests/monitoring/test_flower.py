@@ -13,8 +13,8 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.conftest import free_port
+from tests.conftest import service_env
 from tests.conftest import wait_for
-from tests.conftest import worker_env
 
 CREDENTIALS = "watcher:flower-test-pass"
 
@@ -41,7 +41,7 @@ def _status(port, credentials=None):
 def flower(redis_url, database_url, tmp_path):
     """A real Flower process with our config on a free port."""
     port = free_port()
-    env = worker_env(
+    env = service_env(
         redis_url, database_url, FLOWER_PORT=port, FLOWER_BASIC_AUTH=CREDENTIALS
     )
     log = open(tmp_path / "flower.log", "ab")

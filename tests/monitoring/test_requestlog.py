@@ -8,7 +8,6 @@ from sqlalchemy import event
 from sqlalchemy import func
 from sqlalchemy import select
 
-from app import create_app
 from monitoring import requestlog
 from security import keys
 from storage import db
@@ -17,7 +16,7 @@ from storage.models import ApiKey
 from storage.monitoring import RequestLog
 from tests.conftest import HUMAID_DIR
 from tests.conftest import KeyMaker
-from tests.conftest import make_test_config
+from tests.conftest import build_app
 from tests.conftest import wait_for
 
 AGENT = "aicrisisalert-client/0.1"
@@ -61,12 +60,7 @@ def test_each_request_is_logged_with_lengths_not_text(app, client, make_key):
 @pytest.fixture
 def batching_app(redis_url, database_url):
     """The app writing request logs and key usage every 0.3 s, as in production."""
-    for database in (0, 2):
-        redis.Redis.from_url(f"{redis_url}/{database}").flushdb()
-    application = create_app(
-        make_test_config(redis_url, database_url, REQUESTLOG_FLUSH_SECONDS=0.3)
-    )
-    db.create_all()
+    application = build_app(redis_url, database_url, REQUESTLOG_FLUSH_SECONDS=0.3)
     yield application
     requestlog.flush()
     requestlog.configure(flush_seconds=0)

@@ -15,8 +15,8 @@ from storage.monitoring import Alert
 from storage.monitoring import InferenceBatch
 from storage.monitoring import RetentionRun
 from tests.conftest import ROOT
+from tests.conftest import service_env
 from tests.conftest import wait_for
-from tests.conftest import worker_env
 from tests.monitoring.conftest import ATTACKER
 from tests.monitoring.conftest import fail_logins
 
@@ -81,7 +81,7 @@ def beat(redis_url, database_url, tmp_path):
     started = []
 
     def start(**settings):
-        env = worker_env(redis_url, database_url, **settings)
+        env = service_env(redis_url, database_url, **settings)
         log = open(tmp_path / "beat.log", "ab")
         process = subprocess.Popen(
             [

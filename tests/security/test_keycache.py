@@ -1,6 +1,5 @@
 """The key cache: requests skip the key query, and changes still apply at once."""
 
-import os
 import subprocess
 import sys
 import time
@@ -10,7 +9,6 @@ import redis
 from sqlalchemy import event
 from sqlalchemy import update
 
-from app import create_app
 from security import keycache
 from security import keys
 from storage import db
@@ -19,7 +17,8 @@ from storage.models import ApiKey
 from storage.models import utcnow
 from tests.conftest import ROOT
 from tests.conftest import KeyMaker
-from tests.conftest import make_test_config
+from tests.conftest import build_app
+from tests.conftest import service_env
 
 TWEET = "water rising fast on main street, two families on a roof"
 
@@ -93,13 +92,7 @@ def test_revocation_in_another_process_applies_on_the_next_request(
     assert _submit(client, key).status_code == 202
     generation = keycache.parse_generation(watch_redis.get(keycache.GENERATION_KEY))
     assert keycache.cache.get(prefix, generation) is not keycache.MISS
-    env = {
-        **os.environ,
-        "AICRISISALERT_DATABASE_URL": database_url,
-        "AICRISISALERT_BROKER_URL": f"{redis_url}/0",
-        "AICRISISALERT_RESULT_BACKEND_URL": f"{redis_url}/1",
-        "AICRISISALERT_RATELIMIT_STORAGE_URL": f"{redis_url}/2",
-    }
+    env = service_env(redis_url, database_url)
 
     result = subprocess.run(
         [sys.executable, "-m", "flask", "--app", "wsgi:app", "keys", "revoke", prefix],
@@ -122,13 +115,7 @@ def test_revocation_in_another_process_applies_on_the_next_request(
 @pytest.fixture
 def short_cache_app(redis_url, database_url):
     """The app with snapshots kept for half a second."""
-    for database in (0, 2):
-        redis.Redis.from_url(f"{redis_url}/{database}").flushdb()
-    application = create_app(
-        make_test_config(redis_url, database_url, KEY_CACHE_SECONDS=0.5)
-    )
-    db.create_all()
-    yield application
+    yield build_app(redis_url, database_url, KEY_CACHE_SECONDS=0.5)
     db.session.remove()
 
 

@@ -16,6 +16,7 @@ from storage.db import session
 from storage.models import SecurityEvent
 from tests.conftest import KeyMaker
 from tests.conftest import LiveServer
+from tests.conftest import build_app
 from tests.conftest import free_port
 from tests.conftest import make_test_config
 
@@ -29,11 +30,8 @@ def limited(redis_url, database_url):
     built = []
 
     def build(**overrides):
-        for database in (0, 2):
-            redis.Redis.from_url(f"{redis_url}/{database}").flushdb()
         settings = {"RATELIMIT_ENABLED": True, **overrides}
-        application = create_app(make_test_config(redis_url, database_url, **settings))
-        db.create_all()
+        application = build_app(redis_url, database_url, **settings)
         built.append(application)
         return application
 

@@ -21,8 +21,8 @@ from tests.app.test_webhooks import finish
 from tests.conftest import Beat
 from tests.conftest import Worker
 from tests.conftest import make_test_config
+from tests.conftest import service_env
 from tests.conftest import wait_for
-from tests.conftest import worker_env
 from tests.receivers import Receiver
 from tests.receivers import Reply
 from tests.tasks.test_classify_worker import MESSAGES
@@ -63,7 +63,7 @@ def app(redis_url, database_url):
 def delivery_processes(app, redis_url, database_url, tmp_path_factory):
     """A real worker on the webhooks queue and a real Beat, for the module."""
     folder = tmp_path_factory.mktemp("webhook-processes")
-    env = worker_env(redis_url, database_url, **SETTINGS)
+    env = service_env(redis_url, database_url, **SETTINGS)
     worker = Worker(env, "webhooks", folder / "worker.log", concurrency=2).start()
     beat = Beat(env, folder).start()
     yield worker, beat
