@@ -320,13 +320,13 @@ class Limiter:
         # the limits below.
         auth.identify(app, before_read=lambda: refuse_banned([address]))
         key = g.api_key
-        identities = [address] if key is None else [address, key_identity(key)]
-        if _is_emergency():
-            # A key banned for breaches of its standard limit still reaches
-            # the emergency endpoint, which has a ceiling of its own: an
-            # emergency is never refused for a client's polling mistakes.
-            # An address ban (key guessing) still applies.
-            identities = [address]
+        identities = [address]
+        # A key banned for breaches of its standard limit still reaches the
+        # emergency endpoint, which has a ceiling of its own: an emergency is
+        # never refused for a client's polling mistakes. An address ban (key
+        # guessing) applies everywhere.
+        if key is not None and not _is_emergency():
+            identities.append(key_identity(key))
         items = _parsed(_limit_value())
         cost = _cost()
         _refuse_cost_above_limit(items, cost)

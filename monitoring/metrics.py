@@ -92,20 +92,16 @@ def _observation(name, labels, value):
 
 
 def request_increments(*, endpoint, status, submit_seconds=None):
-    """Return ``[((hash, field), amount)]``: what one API request adds.
+    """Return ``{(hash, field): amount}``: what one API request adds.
 
     A float amount is a histogram's sum (``HINCRBYFLOAT``), an int a count.
     """
     _check_labels(COUNTERS["requests"][1], {"endpoint": endpoint, "status": status})
-    increments = [((_HASH + "requests", json.dumps([str(endpoint), str(status)])), 1)]
+    increments = {(_HASH + "requests", json.dumps([str(endpoint), str(status)])): 1}
     if submit_seconds is not None:
         name = "submit_latency_seconds"
-        increments += [
-            ((_HASH + name, field), amount)
-            for field, amount in _observation(
-                name, {"endpoint": endpoint}, submit_seconds
-            )
-        ]
+        for field, amount in _observation(name, {"endpoint": endpoint}, submit_seconds):
+            increments[(_HASH + name, field)] = amount
     return increments
 
 
@@ -122,12 +118,12 @@ def add_increments(client, increments):
 
 def count_request(client, *, endpoint, status, submit_seconds=None):
     """Count one API request and, for a submit, its latency: one round trip."""
-    increments = {}
-    for field, amount in request_increments(
-        endpoint=endpoint, status=status, submit_seconds=submit_seconds
-    ):
-        increments[field] = increments.get(field, 0) + amount
-    add_increments(client, increments)
+    add_increments(
+        client,
+        request_increments(
+            endpoint=endpoint, status=status, submit_seconds=submit_seconds
+        ),
+    )
 
 
 def count_webhook_attempt(client, outcome):

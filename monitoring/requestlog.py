@@ -143,7 +143,7 @@ def count_request(client, *, endpoint, status, submit_seconds=None):
     _buffer.ensure_thread()
     with _buffer.lock:
         counts = _buffer.counts
-        for field, amount in increments:
+        for field, amount in increments.items():
             counts[field] = counts.get(field, 0) + amount
         _buffer.metrics_client = client
 
