@@ -62,47 +62,37 @@ class Client:
         response.raise_for_status()
         return response.json()["items"]
 
-    def wait_finished(
-        self, job_ids, *, timeout, interval=0.5, on_done=None, newest_first=False
-    ):
+    def wait_finished(self, job_ids, *, timeout, interval=0.5, on_done=None):
         """Poll until every job has finished or ``timeout`` seconds pass.
 
-        With ``newest_first``, only the last ``_POLL_IDS`` ids are polled
-        until they have finished, and then all of them: jobs of one queue
-        finish about in the order they were sent, so a big run is watched
-        with one request a poll instead of one per hundred jobs (whose
-        load would compete with the workers being measured).
+        Each poll asks for the oldest ``_POLL_IDS`` jobs still unfinished,
+        in the order given. Jobs of one queue finish about in the order
+        they were sent, so the results are collected as they come: a poll
+        that finds its whole window finished is followed at once by the
+        next, and one that finds a job still running waits ``interval``.
+        A big run is watched with one request a poll, and its last result
+        is seen within one interval of being stored (not after a closing
+        sweep of every job, whose load would compete with the workers).
 
         Returns ``(done, pending)``: the finished jobs by id, and the ids
         still unfinished. ``on_done`` is called once per finished job.
         """
         pending, done = list(job_ids), {}
         deadline = time.monotonic() + timeout
-        newest = pending[-_POLL_IDS:] if newest_first else []
-        while newest and time.monotonic() < deadline:
-            found = {job["id"]: job for job in self.get_many(newest)}
-            newest = [
-                job_id
-                for job_id in newest
-                if job_id not in found or found[job_id]["status"] not in _FINISHED
-            ]
-            if newest:
-                time.sleep(interval)
         while pending and time.monotonic() < deadline:
-            still = []
-            for start in range(0, len(pending), _POLL_IDS):
-                chunk = pending[start : start + _POLL_IDS]
-                found = {job["id"]: job for job in self.get_many(chunk)}
-                for job_id in chunk:
-                    job = found.get(job_id)
-                    if job is not None and job["status"] in _FINISHED:
-                        done[job_id] = job
-                        if on_done:
-                            on_done(job)
-                    else:
-                        still.append(job_id)
-            pending = still
-            if pending:
+            window = pending[:_POLL_IDS]
+            found = {job["id"]: job for job in self.get_many(window)}
+            waiting = []
+            for job_id in window:
+                job = found.get(job_id)
+                if job is not None and job["status"] in _FINISHED:
+                    done[job_id] = job
+                    if on_done:
+                        on_done(job)
+                else:
+                    waiting.append(job_id)
+            pending = waiting + pending[len(window) :]
+            if waiting:
                 time.sleep(interval)
         return done, pending
 

@@ -4,18 +4,18 @@
 
 Sends N real tweets from ../shared/data/humaid/test.tsv through the
 running service (HTTP batch submits, the queue, the workers, the
-database, bulk polls: the newest 100 jobs every 0.1 s until they have
-finished, then all) and times them from the first submit to the last
-result seen. Before the clock starts, a few texts go through the stack
-unmeasured (``--warmup``), as the engine below is warmed before it is
-timed: the first passes of a worker process pay for torch's lazy set-up.
-In the same run it times the classifier engine alone, in this process,
-on the same texts at batch sizes 8 to 128 with one and with two torch
-threads, once before the stack and once after it; each setting's two
-rates are averaged (the machine's speed drifts by a tenth or more over
-minutes) and the best setting is the engine's figure. It prints both
-throughputs and their ratio; the goal is stack >= 0.85 x engine. The last
-line printed is JSON.
+database, bulk polls of the oldest 100 unfinished jobs: at once while
+each finds them all finished, 0.1 s apart otherwise) and times them from
+the first submit to the last result seen. Before the clock starts, a few
+texts go through the stack unmeasured (``--warmup``), as the engine
+below is warmed before it is timed: the first passes of a worker process
+pay for torch's lazy set-up. In the same run it times the classifier
+engine alone, in this process, on the same texts at batch sizes 8 to 128
+with one and with two torch threads, once before the stack and once
+after it; each setting's two rates are averaged (the machine's speed
+drifts by a tenth or more over minutes) and the best setting is the
+engine's figure. It prints both throughputs and their ratio; the goal is
+stack >= 0.85 x engine. The last line printed is JSON.
 
 Run it against an idle service (``make run``), with an operator or admin
 key: N / 100 batch requests plus the polls fit the default per-key limit.
@@ -48,7 +48,7 @@ def stack_rate(client, texts, *, batch, timeout):
         ids += [job["id"] for job in client.submit_batch(items)]
 
     done, pending = client.wait_finished(
-        ids, timeout=timeout, interval=_POLL_INTERVAL_SECONDS, newest_first=True
+        ids, timeout=timeout, interval=_POLL_INTERVAL_SECONDS
     )
     elapsed = time.perf_counter() - started
     if pending:

@@ -15,6 +15,10 @@ straight from the broker, without blocking, until it holds about
   first on every poll; an emergency ends the wait. Emergency tasks never
   wait. Under load no wait is needed: messages pile up while a pass runs
   and the next task takes them all.
+- **Backlog.** A worker that consumes no emergency queue (the Procfile's
+  worker-standard) gathers a deep backlog in bigger sets, a quarter of
+  what waits, up to ``WORKER_BATCH_BACKLOG_MAX_JOBS``: sorted by length,
+  a bigger set pads less per pass. See :func:`backlog_target`.
 - **Acks.** A message is taken with kombu's ``basic_get`` without an ack:
   it moves from the queue into the transport's unacked set (the same
   record Celery's own consumer keeps), so if this process dies the
@@ -180,7 +184,35 @@ def _take(app, queue_name, room):
     return taken
 
 
-def gather(app, *, queue, job_ids, max_jobs, wait_ms):
+def waiting_messages(app, queue_name):
+    """Return how many messages wait in ``queue_name`` (every priority level)."""
+    channel = _channel(app)
+    with channel.client.pipeline(transaction=False) as pipe:
+        for priority in channel.priority_steps:
+            pipe.llen(channel._q_for_pri(queue_name, priority))
+        return sum(pipe.execute())
+
+
+def backlog_target(*, held, messages, waiting, max_jobs, backlog_max_jobs, share):
+    """Return how many jobs a standard-only task should hold, given a backlog.
+
+    ``held`` jobs came in ``messages`` messages, and ``waiting`` more
+    messages wait behind them; the waiting jobs are estimated at the same
+    jobs per message. The task takes a ``share``-th of the whole backlog,
+    never fewer than ``max_jobs`` and never more than ``backlog_max_jobs``:
+    big sorted gathers while the backlog is deep (less padding per pass),
+    shrinking as it drains, so the last gathers are small and no process
+    is left with a long tail while the others idle.
+    """
+    if messages <= 0 or backlog_max_jobs <= max_jobs:
+        return max_jobs
+    backlog = held + waiting * held / messages
+    return max(max_jobs, min(backlog_max_jobs, int(backlog / share)))
+
+
+def gather(
+    app, *, queue, job_ids, max_jobs, wait_ms, backlog_max_jobs=0, backlog_share=4
+):
     """Return the jobs a task runs: its own and those waiting behind them.
 
     Args:
@@ -189,6 +221,12 @@ def gather(app, *, queue, job_ids, max_jobs, wait_ms):
         job_ids: the task's own job ids.
         max_jobs: stop taking messages once this many jobs are held.
         wait_ms: how long a standard batch waits to fill (emergency: never).
+        backlog_max_jobs: on a worker that does not consume ``emergency``,
+            a deep backlog is gathered in bigger sets, up to this many jobs
+            (see :func:`backlog_target`); 0 turns it off. A worker that
+            serves emergencies never gathers past ``max_jobs``, so an
+            emergency never waits behind a long standard pass.
+        backlog_share: the fraction (1/share) of the backlog one task takes.
     """
     own = Group(queue, list(job_ids), original=True)
     emergency = own if queue == EMERGENCY else Group(EMERGENCY)
@@ -201,10 +239,10 @@ def gather(app, *, queue, job_ids, max_jobs, wait_ms):
     def held():
         return sum(len(group.job_ids) for group in groups)
 
-    def take_into(group, name):
+    def take_into(group, name, limit=max_jobs):
         # Emergency jobs have a budget of their own, so the last look at
         # emergency (below) finds room even when standard filled up.
-        room = max_jobs - (len(group.job_ids) if group is emergency else held())
+        room = limit - (len(group.job_ids) if group is emergency else held())
         found = _take(app, name, room)
         for message, ids in found:
             group.messages.append(message)
@@ -226,6 +264,17 @@ def gather(app, *, queue, job_ids, max_jobs, wait_ms):
             if EMERGENCY in queues:
                 take_into(emergency, EMERGENCY)
             take_into(own, queue)
+        if backlog_max_jobs > max_jobs and EMERGENCY not in queues and own.messages:
+            target = backlog_target(
+                held=held(),
+                messages=len(own.messages) + 1,
+                waiting=waiting_messages(app, queue),
+                max_jobs=max_jobs,
+                backlog_max_jobs=backlog_max_jobs,
+                share=backlog_share,
+            )
+            if target > held():
+                take_into(own, queue, target)
         # A last look just before the standard jobs are claimed: an
         # emergency sent while they were being taken runs ahead of them.
         # One sent after this look waits for this one pass, as a message

@@ -69,6 +69,8 @@ def classify_jobs(self, job_ids):
         job_ids=job_ids,
         max_jobs=settings["WORKER_BATCH_MAX_JOBS"],
         wait_ms=settings["WORKER_BATCH_WAIT_MS"],
+        backlog_max_jobs=settings["WORKER_BATCH_BACKLOG_MAX_JOBS"],
+        backlog_share=settings["WORKER_BATCH_BACKLOG_SHARE"],
     )
     classified = 0
     own_pending = True

@@ -13,6 +13,7 @@ from storage.db import session
 from storage.jobs import as_utc
 from storage.models import Job
 from storage.monitoring import InferenceBatch
+from tasks.batching import backlog_target
 from tests.conftest import HUMAID_DIR
 from tests.conftest import wait_for
 
@@ -79,6 +80,76 @@ def test_waiting_single_submits_run_in_batches_equal_to_one_by_one(
         (alone,) = engine.classify([text], batch_size=1)
         assert job.category == alone["category"]
         assert job.scores == pytest.approx(alone["scores"], abs=1e-5)
+
+
+def test_backlog_target_takes_a_share_between_the_floor_and_the_cap():
+    """A quarter of the estimated backlog, never under the floor or over the cap."""
+
+    def target(held, messages, waiting):
+        return backlog_target(
+            held=held,
+            messages=messages,
+            waiting=waiting,
+            max_jobs=128,
+            backlog_max_jobs=512,
+            share=4,
+        )
+
+    # 4 messages of 32 held, 60 more like them waiting: 2,048 jobs in all.
+    assert target(128, 4, 60) == 512
+    # 1,024 jobs in all: a quarter of them.
+    assert target(128, 4, 28) == 256
+    # A shallow backlog never lowers the target under the floor.
+    assert target(128, 4, 2) == 128
+    # Single-job messages: the waiting jobs are counted as single jobs.
+    assert target(100, 100, 900) == 250
+    # Nothing held yet, or a cap not above the floor: the floor.
+    assert target(0, 0, 5000) == 128
+    assert (
+        backlog_target(
+            held=8, messages=1, waiting=999, max_jobs=64, backlog_max_jobs=64, share=4
+        )
+        == 64
+    )
+
+
+@pytest.mark.parametrize(
+    ("queues", "gathers_past_floor"),
+    [("standard", True), ("emergency,standard", False)],
+)
+def test_deep_backlog_is_gathered_in_bigger_sets_only_without_emergency(
+    app, client, make_key, start_worker, tweets, queues, gathers_past_floor
+):
+    """A standard-only worker takes a share of a deep backlog per gather.
+
+    120 single submits wait; the floor is 8 jobs, the cap 64 and the share
+    a half. A worker on ``standard`` alone gathers more than 8 at first and
+    less as the backlog drains; a worker that also serves emergencies never
+    gathers past the floor, so an emergency never waits behind a long pass.
+    Every job runs exactly once either way.
+    """
+    headers = make_key.headers()
+    ids = [_submit(client, headers, text) for text in tweets]
+    settings = {
+        "WORKER_BATCH_MAX_JOBS": 8,
+        "WORKER_BATCH_BACKLOG_MAX_JOBS": 64,
+        "WORKER_BATCH_BACKLOG_SHARE": 2,
+    }
+    worker = start_worker(queues, settings=settings)
+
+    jobs = wait_for(
+        lambda: _all_finished(app, ids), timeout=180, interval=0.5, message="jobs"
+    )
+
+    assert {job.status for job in jobs} == {"succeeded"}
+    sizes = _logged_batch_sizes(worker)
+    assert sum(sizes) == len(ids)
+    if gathers_past_floor:
+        assert 8 < max(sizes) <= 64, sizes
+        assert sizes[0] > 8, sizes
+        assert sizes[-1] <= 16, sizes
+    else:
+        assert max(sizes) <= 8, sizes
 
 
 def test_lone_job_waits_at_most_the_flush_wait_and_emergency_not_at_all(
