@@ -125,6 +125,15 @@ class DefaultConfig:
     # pads less: on the first 2,000 test tweets in passes of 16, padding
     # adds 8.2% to the tokens run in sets of 128 and 2.3% in sets of 512.
     # 512 jobs are about 2.5 s of one core, far inside the task time limit.
+    # Known limit: worker-standard runs under SCHED_IDLE, so if the web tier
+    # kept both cores saturated for TASK_SOFT_TIME_LIMIT_SECONDS, a gather
+    # would hit the time limit and its jobs would end failed with that
+    # reason (not lost, not left running); a bigger gather needs a longer
+    # starvation for that (under 9% of a core for 30 s at 512 jobs).
+    # Measured end to end (bench.e2e --n 2000, two runs each): stack/engine
+    # 0.77 and 0.81 with this gathering and the client's in-order polling,
+    # 0.75 and 0.70 before both. Sets of at least 256 did no better than
+    # at least 128 (stack 350 against 346 texts/s, mean of four and two).
     WORKER_BATCH_BACKLOG_MAX_JOBS = 512
     WORKER_BATCH_BACKLOG_SHARE = 4
     # Milliseconds a standard task waits for more messages when it has
