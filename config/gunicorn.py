@@ -14,9 +14,10 @@ cores; more processes only add GIL-free context switches and memory. A
 few threads per process (``WEB_THREADS`` 4) let a request run while
 another waits on a socket or on SQLite's write lock, and keep a slow
 client from holding the whole process; more threads just queue on the GIL.
-The Celery workers run at a higher nice value than the API (the
-Procfile), so under a classification flood the kernel still gives
-gunicorn's processes the CPU when a request arrives.
+The classify workers run below the API (the Procfile: worker-emergency at
+nice 2, worker-standard under SCHED_IDLE), so under a classification flood
+the kernel still gives gunicorn's processes the CPU when a request
+arrives.
 """
 
 from config import load as _load_settings

@@ -210,9 +210,7 @@ def backlog_target(*, held, messages, waiting, max_jobs, backlog_max_jobs, share
     return max(max_jobs, min(backlog_max_jobs, int(backlog / share)))
 
 
-def gather(
-    app, *, queue, job_ids, max_jobs, wait_ms, backlog_max_jobs=0, backlog_share=4
-):
+def gather(app, *, queue, job_ids, max_jobs, wait_ms, backlog_max_jobs, backlog_share):
     """Return the jobs a task runs: its own and those waiting behind them.
 
     Args:
