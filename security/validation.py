@@ -65,10 +65,16 @@ _ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u2060\ufeff\u180e")
 # mark anywhere but first, or many of them.
 _ZERO_WIDTH_SPLIT_RE = re.compile(r"[A-Za-z][\u200b\u200c\u200d\u2060\ufeff]+[A-Za-z]")
 _MANY_ZERO_WIDTH = 5
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+_NON_ASCII_RUN_RE = re.compile(r"[^\x00-\x7f]+")
 
 
 def visible_length(text):
     """Return the length of ``text`` without whitespace and format characters."""
+    if text.isascii():
+        # No ASCII character is a format character; str.split() drops
+        # exactly the characters str.isspace() names, in C.
+        return len("".join(text.split()))
     return sum(
         1
         for ch in text
@@ -78,7 +84,7 @@ def visible_length(text):
 
 def text_problems(text, *, min_chars, max_chars):
     """Return the reasons ``text`` is refused (an empty list when it is fine)."""
-    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in text):
+    if _SURROGATE_RE.search(text):
         return [BAD_SURROGATE]
 
     trimmed = text.strip()
@@ -149,17 +155,23 @@ def _unusual(ch):
 
 
 def _longest_unusual_run(text):
-    longest = run = 0
-    for ch in text:
-        run = run + 1 if _unusual(ch) else 0
-        longest = max(longest, run)
+    # An ASCII character is never unusual, so only the runs of non-ASCII
+    # characters are walked one by one (most tweets have few or none).
+    longest = 0
+    for segment in _NON_ASCII_RUN_RE.findall(text):
+        if len(segment) <= longest:
+            continue
+        run = 0
+        for ch in segment:
+            run = run + 1 if _unusual(ch) else 0
+            longest = max(longest, run)
     return longest
 
 
 def poisoning_flags(text):
     """Return the model-poisoning signs in accepted ``text`` (sorted names)."""
     flags = []
-    zero_width = sum(1 for ch in text if ch in _ZERO_WIDTH)
+    zero_width = sum(text.count(ch) for ch in _ZERO_WIDTH)
     stripped = text.strip()
     if (
         _ZERO_WIDTH_SPLIT_RE.search(text)

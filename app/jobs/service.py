@@ -1,8 +1,10 @@
 """Creating and reading jobs."""
 
+from dataclasses import dataclass
+
+from flask import request
 from sqlalchemy import insert
 from sqlalchemy import select
-from sqlalchemy.orm import make_transient_to_detached
 
 from security import signing
 from storage import serialize
@@ -12,74 +14,61 @@ from storage.models import new_id
 from storage.models import utcnow
 
 
+@dataclass(frozen=True)
+class Created:
+    """A job just queued: what the submit's answer and its checks need."""
+
+    id: str
+    input_flags: list | None
+    # The callback's signing secret, shown once in the 202; None without one.
+    callback_secret: str | None
+
+
+# Every column of a new job row, so that all rows of one insert share keys.
+_EMPTY_JOB = {column.key: None for column in Job.__table__.columns}
+
+
 def create(session, *, items, queue, api_key_id):
-    """Insert one queued job per item and commit; return the jobs in order.
+    """Insert one queued job per item and commit; return ``Created`` in order.
 
-    An item with a ``callback_url`` also gets a JobCallback with a fresh
-    secret (``job.callback``), which its event is signed with.
+    An item with a ``callback_url`` also gets a JobCallback row with a fresh
+    secret, which its event is signed with.
 
-    The rows go in as one multi-row insert per table rather than through
-    the unit of work, which costs about three times the CPU for the same
-    rows on the submit path. The jobs returned are then attached to the
-    session as loaded, unchanged rows (no query), so a caller can still
-    change and commit them (:func:`mark_unqueued`).
+    The rows go in as plain values, one multi-row insert per table: building
+    Job objects for them and attaching those to the session cost about as
+    much as the rest of a batch submit together.
     """
     now = utcnow()
-    jobs = []
+    rows, callbacks, created = [], [], []
     for item in items:
-        job = Job(
-            id=new_id(),
-            queue=queue,
-            status="queued",
-            text=item["text"],
-            source=item.get("source"),
-            location=item.get("location"),
-            input_flags=item.get("input_flags"),
-            api_key_id=api_key_id,
-            created_at=now,
-            attempts=0,
+        job_id = new_id()
+        rows.append(
+            {
+                **_EMPTY_JOB,
+                "id": job_id,
+                "api_key_id": api_key_id,
+                "queue": queue,
+                "status": "queued",
+                "text": item["text"],
+                "source": item.get("source"),
+                "location": item.get("location"),
+                "created_at": now,
+                "attempts": 0,
+                "input_flags": item.get("input_flags"),
+            }
         )
-        job.callback = None
+        secret = None
         if item.get("callback_url"):
-            job.callback = JobCallback(
-                job_id=job.id, url=item["callback_url"], secret=signing.new_secret()
+            secret = signing.new_secret()
+            callbacks.append(
+                {"job_id": job_id, "url": item["callback_url"], "secret": secret}
             )
-        jobs.append(job)
-    # The tables, not the classes: an ORM bulk insert maps every key of every
-    # row back through the class, which costs as much as it saves.
-    session.execute(
-        insert(Job.__table__), [_columns(job, _JOB_COLUMNS) for job in jobs]
-    )
-    callbacks = [job.callback for job in jobs if job.callback is not None]
+        created.append(Created(job_id, item.get("input_flags"), secret))
+    session.execute(insert(Job.__table__), rows)
     if callbacks:
-        session.execute(
-            insert(JobCallback.__table__),
-            [_columns(cb, _CALLBACK_COLUMNS) for cb in callbacks],
-        )
+        session.execute(insert(JobCallback.__table__), callbacks)
     session.commit()
-    for job in jobs:
-        _attach(session, job)
-    return jobs
-
-
-_JOB_COLUMNS = tuple(column.key for column in Job.__table__.columns)
-_CALLBACK_COLUMNS = tuple(column.key for column in JobCallback.__table__.columns)
-
-
-def _columns(row, names):
-    return {name: getattr(row, name) for name in names}
-
-
-def _attach(session, job):
-    """Make ``job`` (and its callback) a loaded, clean row of ``session``."""
-    for name in _JOB_COLUMNS:
-        # Columns with no value given are None in the row just inserted.
-        job.__dict__.setdefault(name, None)
-    if job.callback is not None:
-        make_transient_to_detached(job.callback)
-        session.add(job.callback)
-    make_transient_to_detached(job)
-    session.add(job)
+    return created
 
 
 def get(session, *, job_id, owner_id=None):
@@ -90,26 +79,42 @@ def get(session, *, job_id, owner_id=None):
     return job
 
 
+# What a poll shows of a job: every column but the text and the input flags,
+# read as plain rows. Loading whole Job objects (the text included) cost
+# more than the rest of a bulk poll together.
+_SHOWN_COLUMNS = tuple(
+    column
+    for column in Job.__table__.columns
+    if column.key not in ("text", "input_flags")
+)
+
+
 def get_many(session, *, job_ids, owner_id=None):
     """Return the jobs among ``job_ids`` that exist, in the order asked.
 
-    With ``owner_id``, only that key's jobs are returned.
+    With ``owner_id``, only that key's jobs are returned. They are read-only
+    rows with the columns a client sees (no text), not Job objects.
     """
-    query = select(Job).where(Job.id.in_(job_ids))
+    query = select(*_SHOWN_COLUMNS).where(Job.id.in_(job_ids))
     if owner_id is not None:
         query = query.where(Job.api_key_id == owner_id)
-    rows = session.scalars(query).all()
-    by_id = {job.id: job for job in rows}
+    by_id = {row.id: row for row in session.execute(query)}
     return [by_id[job_id] for job_id in job_ids if job_id in by_id]
 
 
-def mark_unqueued(session, *, jobs, reason):
+def mark_unqueued(session, *, job_ids, reason):
     """Fail jobs whose message never reached the broker, so none waits forever."""
     from storage.jobs import fail
 
+    jobs = session.scalars(select(Job).where(Job.id.in_(job_ids))).all()
     fail(session, jobs, reason)
 
 
-def to_dict(job, *, self_url):
-    """Return the job in the shape of ``JobSchema``."""
-    return serialize.to_dict(job, self_url=self_url)
+def job_url(job_id):
+    """Return the job's path, as ``url_for("jobs.get")`` builds it (cheaper)."""
+    return request.script_root + serialize.job_path(job_id)
+
+
+def to_json(job):
+    """Return the job as the API shows it (``JobSchema``'s JSON values)."""
+    return serialize.job_json(job, self_url=job_url(job.id))

@@ -6,7 +6,6 @@ from flask import Blueprint
 from flask import current_app
 from flask import g
 from flask import request
-from flask import url_for
 from marshmallow import ValidationError
 
 from app.auth import can_read_all
@@ -14,7 +13,6 @@ from app.errors import NotFound
 from app.errors import ServiceUnavailable
 from app.errors import Unprocessable
 from app.jobs import service
-from app.jobs.schemas import JobSchema
 from app.jobs.schemas import SubmitSchema
 from app.queueing import enqueue
 from app.requests import json_body
@@ -25,7 +23,6 @@ from storage.db import session
 bp = Blueprint("jobs", __name__, url_prefix="/v1")
 
 _submit_schema = SubmitSchema()
-_job_schema = JobSchema()
 _MAX_LOOKUP_IDS = 100
 _UNQUEUED = "the job could not be queued: the broker was unavailable"
 
@@ -64,7 +61,7 @@ def _submit(queue):
     try:
         enqueue([job.id], queue)
     except ServiceUnavailable:
-        service.mark_unqueued(session, jobs=[job], reason=_UNQUEUED)
+        service.mark_unqueued(session, job_ids=[job.id], reason=_UNQUEUED)
         raise
 
     body = _job_body(job, queue)
@@ -116,11 +113,11 @@ def _load_batch():
 
 
 def _job_body(job, queue):
-    url = url_for("jobs.get", job_id=job.id)
+    url = service.job_url(job.id)
     body = {"id": job.id, "status": "queued", "queue": queue, "links": {"self": url}}
-    if job.callback is not None:
+    if job.callback_secret is not None:
         # Shown this once: the receiver verifies the callback's signature with it.
-        body["callback_secret"] = job.callback.secret
+        body["callback_secret"] = job.callback_secret
     return body
 
 
@@ -139,7 +136,9 @@ def _submit_batch(queue):
             per_message=current_app.config["BATCH_JOBS_PER_MESSAGE"],
         )
     except ServiceUnavailable:
-        service.mark_unqueued(session, jobs=jobs, reason=_UNQUEUED)
+        service.mark_unqueued(
+            session, job_ids=[job.id for job in jobs], reason=_UNQUEUED
+        )
         raise
 
     return {"items": [_job_body(job, queue) for job in jobs], "count": len(jobs)}, 202
@@ -189,13 +188,8 @@ def list_():
             fields={"ids": ["between 1 and 100 ids"]},
         )
     valid = [job_id for job_id in ids if _is_uuid(job_id)]
-    items = [
-        _job_schema.dump(
-            service.to_dict(job, self_url=url_for("jobs.get", job_id=job.id))
-        )
-        for job in service.get_many(session, job_ids=valid, owner_id=_owner_id())
-    ]
-    return {"items": items}
+    jobs = service.get_many(session, job_ids=valid, owner_id=_owner_id())
+    return {"items": [service.to_json(job) for job in jobs]}
 
 
 def _is_uuid(value):
@@ -214,6 +208,4 @@ def get(job_id):
         job = service.get(session, job_id=job_id, owner_id=_owner_id())
     if job is None:
         raise NotFound("no such classification")
-    return _job_schema.dump(
-        service.to_dict(job, self_url=url_for("jobs.get", job_id=job.id))
-    )
+    return service.to_json(job)
