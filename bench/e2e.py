@@ -5,8 +5,9 @@
 Sends N real tweets from ../shared/data/humaid/test.tsv through the
 running service (HTTP batch submits, the queue, the workers, the
 database, bulk polls of the oldest 100 unfinished jobs: at once while
-each finds them all finished, 0.1 s apart otherwise) and times them from
-the first submit to the last result seen. Before the clock starts, a few
+each finds them all finished, otherwise the oldest unfinished job alone
+every 0.1 s until it is done, as ``Client.wait_finished`` does) and
+times them from the first submit to the last result seen. Before the clock starts, a few
 texts go through the stack unmeasured (``--warmup``), as the engine
 below is warmed before it is timed: the first passes of a worker process
 pay for torch's lazy set-up. In the same run it times the classifier
