@@ -50,10 +50,20 @@ def claim(session, job_ids, *, retries=0):
             job.error = _TOO_MANY_ATTEMPTS % (job.attempts - retries)
             given_up.append(job)
             continue
-        job.status = "running"
-        job.started_at = now
-        job.attempts += 1
         claimed.append(job)
+    if claimed:
+        # One UPDATE for the pass rather than the unit of work's one a row;
+        # the objects get the same values without being marked changed.
+        session.execute(
+            update(Job)
+            .where(Job.id.in_([job.id for job in claimed]))
+            .values(status="running", started_at=now, attempts=Job.attempts + 1)
+            .execution_options(synchronize_session=False)
+        )
+        for job in claimed:
+            set_committed_value(job, "status", "running")
+            set_committed_value(job, "started_at", now)
+            set_committed_value(job, "attempts", job.attempts + 1)
     # Their deliveries are left to the dispatcher, a few seconds away.
     webhooks.record_job_events(session, given_up, now=now)
     session.commit()
@@ -87,8 +97,8 @@ def complete(session, jobs, results, *, inference_ms, review_threshold):
     The rows are written by one UPDATE statement run over the pass (an
     executemany), not through the session's unit of work, which cost a
     worker more than tokenising its texts. The job objects are given the
-    same values as already stored, so the events recorded with them read
-    the finished state, and the commit expires them as usual.
+    same values as stored, without marking them changed, so the events
+    recorded with them read the finished state.
 
     Returns:
         The ids of the webhook deliveries created in the same commit; the
