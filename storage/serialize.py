@@ -4,6 +4,8 @@ Pure serialisation with no Flask in it, so that tasks build webhook event
 data in exactly the shape ``GET /v1/classifications/<id>`` returns.
 """
 
+from datetime import datetime
+
 from marshmallow import Schema
 from marshmallow import fields
 
@@ -82,44 +84,28 @@ def _maybe(convert, value):
     return None if value is None else convert(value)
 
 
-def _iso(moment):
-    return None if moment is None else as_utc(moment).isoformat()
-
-
 def job_json(job, *, self_url=None):
     """Return the job as JSON-ready values, exactly as ``JobSchema`` dumps it.
 
-    Written out rather than dumped through the schema: a bulk poll returns
-    up to 100 jobs, and the schema's field-by-field dump cost more than
-    reading the rows. ``tests/storage/test_serialize.py`` holds the two to
-    the same output for queued, succeeded and failed jobs, so the schema
-    stays the documented truth (it is what ``/openapi.json`` shows).
+    Converted by hand rather than dumped through the schema: a bulk poll
+    returns up to 100 jobs, and the schema's field-by-field dump cost more
+    than reading the rows. ``tests/storage/test_serialize.py`` holds the
+    two to the same output for queued, succeeded and failed jobs, so the
+    schema stays the documented truth (it is what ``/openapi.json`` shows).
     """
-    result = None
-    if job.status == "succeeded":
-        scores = job.scores
-        result = {
-            "category": _maybe(str, job.category),
-            "confidence": _maybe(float, job.confidence),
-            "scores": None
-            if scores is None
-            else {str(name): float(value) for name, value in scores.items()},
-            "model_version": _maybe(str, job.model_version),
-            "truncated": _maybe(bool, job.truncated),
-            "needs_review": _maybe(bool, job.needs_review),
-            "queue_ms": _maybe(float, job.queue_ms),
-            "inference_ms": _maybe(float, job.inference_ms),
-        }
-    return {
-        "id": job.id,
-        "status": job.status,
-        "queue": job.queue,
-        "source": job.source,
-        "location": job.location,
-        "created_at": _iso(job.created_at),
-        "started_at": _iso(job.started_at),
-        "finished_at": _iso(job.finished_at),
-        "result": result,
-        "error": job.error,
-        "links": {"self": self_url or job_path(job.id)},
-    }
+    data = to_dict(job, self_url=self_url)
+    for name in ("created_at", "started_at", "finished_at"):
+        data[name] = _maybe(datetime.isoformat, data[name])
+    result = data["result"]
+    if result is not None:
+        for name in ("category", "model_version"):
+            result[name] = _maybe(str, result[name])
+        for name in ("confidence", "queue_ms", "inference_ms"):
+            result[name] = _maybe(float, result[name])
+        for name in ("truncated", "needs_review"):
+            result[name] = _maybe(bool, result[name])
+        if result["scores"] is not None:
+            result["scores"] = {
+                str(label): float(value) for label, value in result["scores"].items()
+            }
+    return data
