@@ -7,9 +7,13 @@ at a time and measures each from submit to result (the server's
 created_at to finished_at). Then it queues --backlog standard jobs through
 the batch endpoint and, while they drain, sends the same number of
 emergencies again. Goals: loaded p99 <= 2 x idle p99, and every emergency
-taken before the standard jobs that were waiting when it arrived (each
-emergency may be overtaken only by standard jobs already being gathered
-in that instant; the count is printed). The last line printed is JSON.
+done before any of the standard jobs that were waiting when it arrived
+(created, not yet started): the count of such standard jobs that finished
+first must be 0 for every emergency. Standard jobs that a standard worker
+claims while an emergency is on its way to the emergency worker start
+before it but finish seconds after it (a standard worker runs sets of up
+to 512 jobs); that count is printed too, for information. The last line
+printed is JSON.
 """
 
 import argparse
@@ -55,16 +59,22 @@ def emergencies(client, texts, *, count, spacing, timeout):
     return _wait(client, ids, timeout)
 
 
-def overtaken(emergency_jobs, standard_jobs):
-    """For each emergency: standard jobs waiting at its arrival that began first."""
+def overtaken(emergency_jobs, standard_jobs, *, field):
+    """Count, per emergency, the waiting standard jobs that came first.
+
+    A standard job counts when it was waiting at the emergency's arrival
+    (created before it, started after it) and its ``field``
+    (``started_at`` or ``finished_at``) came before the emergency's.
+    """
     counts = []
     for job in emergency_jobs:
-        arrived, began = _at(job["created_at"]), _at(job["started_at"])
+        arrived, own = _at(job["created_at"]), _at(job[field])
         counts.append(
             sum(
                 1
                 for other in standard_jobs
-                if _at(other["created_at"]) < arrived < _at(other["started_at"]) < began
+                if _at(other["created_at"]) < arrived < _at(other["started_at"])
+                and _at(other[field]) < own
             )
         )
     return counts
@@ -117,7 +127,8 @@ def main(argv=None):
 
     idle_p99 = _p99([_latency_ms(job) for job in idle])
     loaded_p99 = _p99([_latency_ms(job) for job in loaded])
-    passed = overtaken(loaded, standard)
+    finished_first = overtaken(loaded, standard, field="finished_at")
+    started_first = overtaken(loaded, standard, field="started_at")
     still_waiting = sum(
         1
         for job in loaded
@@ -130,17 +141,23 @@ def main(argv=None):
         "loaded_p99_ms": round(loaded_p99, 1),
         "ratio": round(loaded_p99 / idle_p99, 2),
         "emergencies_sent_while_backlog_waited": still_waiting,
-        "standard_overtaking_per_emergency_max": max(passed),
+        "standard_finished_first_per_emergency_max": max(finished_first),
+        "standard_started_first_per_emergency_max": max(started_first),
         "failed": sum(
             1 for job in idle + loaded + standard if job["status"] != "succeeded"
         ),
         "goal_p99_factor": GOAL_P99_FACTOR,
     }
-    summary["goal_met"] = summary["ratio"] <= GOAL_P99_FACTOR and summary["failed"] == 0
+    summary["goal_met"] = (
+        summary["ratio"] <= GOAL_P99_FACTOR
+        and summary["failed"] == 0
+        and summary["standard_finished_first_per_emergency_max"] == 0
+    )
     print(
         f"idle p99={summary['idle_p99_ms']}ms loaded p99={summary['loaded_p99_ms']}ms "
         f"ratio={summary['ratio']} "
-        f"overtaken max={summary['standard_overtaking_per_emergency_max']}"
+        f"finished first max={summary['standard_finished_first_per_emergency_max']} "
+        f"started first max={summary['standard_started_first_per_emergency_max']}"
     )
     print(json.dumps(summary))
     return 0 if summary["goal_met"] else 1
