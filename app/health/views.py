@@ -47,7 +47,13 @@ def _check_broker():
 
 @bp.get("/ready")
 def ready():
-    """Answer 200 when Redis and the database answer, else 503 naming the part."""
+    """Answer 200 when Redis and the database answer, else 503 naming the part.
+
+    Not checked: whether the classify workers are up and have loaded the
+    model. Each worker process loads it in the background as it starts,
+    so just after start-up this answers 200 a few seconds before the
+    first job can finish (2.9 s measured on the 2-core machine).
+    """
     checks = {"database": _check_database(), "redis": _check_broker()}
     failing = sorted(name for name, problem in checks.items() if problem)
     body = {
