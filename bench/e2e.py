@@ -28,13 +28,13 @@ texts/s, where the fixed costs below weigh more against a cheaper
 forward pass), 13 runs gave 0.80 to 0.88, median 0.85, the goal met on
 only some of them. There, the CPU of a 2,000-tweet stack run, per text:
 the two worker-standard processes 4.5 to 4.8 ms (the engine's forward
-passes are 92-93% of it), gunicorn 0.26 to 0.28 ms, this client 0.07 ms, Redis and the rest about 0.1 ms,
-against 4.2 to 4.7 ms for the engine alone with two threads. Two
-one-thread processes run the network about 5% slower than one process
-with two threads, but one worker process with two threads under
-SCHED_IDLE used about a fifth more CPU a text in the stack (5.8 against
-4.8 ms: its threads wait on each other whenever gunicorn takes a core),
-so the workers keep one thread each.
+passes are 92-93% of it), gunicorn 0.26 to 0.28 ms, this client 0.07 ms,
+Redis and the rest about 0.1 ms, against 4.2 to 4.7 ms for the engine
+alone with two threads. Two one-thread processes run the network about
+5% slower than one process with two threads, but one worker process with
+two threads under SCHED_IDLE used about a fifth more CPU a text in the
+stack (5.8 against 4.8 ms: its threads wait on each other whenever
+gunicorn takes a core), so the workers keep one thread each.
 """
 
 import argparse
