@@ -59,22 +59,30 @@ def emergencies(client, texts, *, count, spacing, timeout):
     return _wait(client, ids, timeout)
 
 
-def overtaken(emergency_jobs, standard_jobs, *, field):
+def overtaken(emergency_jobs, standard_jobs):
     """Count, per emergency, the waiting standard jobs that came first.
 
-    A standard job counts when it was waiting at the emergency's arrival
-    (created before it, started after it) and its ``field``
-    (``started_at`` or ``finished_at``) came before the emergency's.
+    A standard job was waiting at an emergency's arrival when it was
+    created before it and started after it. Returns one ``(started first,
+    finished first)`` pair of counts per emergency.
     """
+    standard = [
+        (_at(job["created_at"]), _at(job["started_at"]), _at(job["finished_at"]))
+        for job in standard_jobs
+    ]
     counts = []
     for job in emergency_jobs:
-        arrived, own = _at(job["created_at"]), _at(job[field])
+        arrived, began = _at(job["created_at"]), _at(job["started_at"])
+        finished = _at(job["finished_at"])
+        waiting = [
+            (started, done)
+            for created, started, done in standard
+            if created < arrived < started
+        ]
         counts.append(
-            sum(
-                1
-                for other in standard_jobs
-                if _at(other["created_at"]) < arrived < _at(other["started_at"])
-                and _at(other[field]) < own
+            (
+                sum(1 for started, _ in waiting if started < began),
+                sum(1 for _, done in waiting if done < finished),
             )
         )
     return counts
@@ -127,8 +135,7 @@ def main(argv=None):
 
     idle_p99 = _p99([_latency_ms(job) for job in idle])
     loaded_p99 = _p99([_latency_ms(job) for job in loaded])
-    finished_first = overtaken(loaded, standard, field="finished_at")
-    started_first = overtaken(loaded, standard, field="started_at")
+    started_first, finished_first = zip(*overtaken(loaded, standard), strict=True)
     still_waiting = sum(
         1
         for job in loaded
