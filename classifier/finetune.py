@@ -61,10 +61,16 @@ def _batches(ids, batch_size, rng):
     return batches
 
 
-def _autocast(device):
+def _autocast(device, bf16=False):
+    """Return the autocast context for a training step.
+
+    On a GPU steps always run in bfloat16. On the CPU they do only when
+    asked: with AVX-512 BF16 a step takes about 0.57 of its fp32 time
+    here. The weights, gradients and optimiser state stay fp32 either way.
+    """
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
 
 
 def dev_logits(model, tokenizer, ids, device):
@@ -93,6 +99,7 @@ def finetune(
     start=None,
     class_weighted=True,
     evals_per_epoch=1,
+    bf16=False,
 ):
     """Train every weight; return ``(model, tokenizer, dev_logits, details)``.
 
@@ -102,6 +109,8 @@ def finetune(
     and kept if nothing trained here beats it. ``class_weighted`` weighs
     the loss by inverse square-root class frequency. The network is scored
     on dev ``evals_per_epoch`` times an epoch and the best is kept.
+    ``bf16`` runs the CPU's training steps in bfloat16 autocast; dev is
+    always scored in full precision, as the service runs.
     """
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if start is None:
@@ -165,7 +174,7 @@ def finetune(
             input_ids, mask = pad_batch(
                 [train_ids[i] for i in chunk], tokenizer.pad_token_id
             )
-            with _autocast(device):
+            with _autocast(device, bf16):
                 logits = model(input_ids.to(device), mask.to(device))
             loss = loss_fn(logits.float(), labels[chunk].to(device))
             optimiser.zero_grad(set_to_none=True)
@@ -189,6 +198,9 @@ def finetune(
         "batch_size": batch_size,
         "learning_rate": lr,
         "device": device.type,
+        "precision": "bfloat16 autocast"
+        if bf16 or device.type == "cuda"
+        else "float32",
         "seconds": round(time.time() - started),
     }
     return model, tokenizer, best[3], details

@@ -143,6 +143,12 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=32, help="finetune, refine")
     parser.add_argument("--lr", type=float, default=5e-5, help="finetune, refine")
     parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="finetune, refine: run the CPU's training steps in bfloat16 "
+        "autocast (about 1.75 times faster where the CPU has AVX-512 BF16)",
+    )
+    parser.add_argument(
         "--no-lexical",
         action="store_true",
         help="do not fit and blend the word n-gram model (classifier/lexical.py)",
@@ -231,6 +237,7 @@ def _finetune_main(args, train_rows, dev_rows):
         start=start,
         class_weighted=not refine,
         evals_per_epoch=2 if refine else 1,
+        bf16=args.bf16,
     )
     if refine:
         details = {**details, "first_stage": earlier.get("first_stage", earlier)}
@@ -267,6 +274,8 @@ def _command(args):
     if args.method in ("finetune", "refine"):
         parts.append(f"--epochs {args.epochs}")
         parts.append(f"--lr {args.lr:g}")
+        if args.bf16:
+            parts.append("--bf16")
     if args.no_lexical:
         parts.append("--no-lexical")
     if args.limit:

@@ -155,7 +155,12 @@ def test_train_command_writes_a_loadable_artifact(tmp_path):
     assert trained.classify(["Roads flooded, need rescue"])[0]["category"] in LABELS
 
 
-def test_finetune_trains_every_weight_and_writes_a_loadable_artifact(tmp_path):
+@pytest.mark.parametrize(
+    ("flags", "precision"), [([], "float32"), (["--bf16"], "bfloat16 autocast")]
+)
+def test_finetune_trains_every_weight_and_writes_a_loadable_artifact(
+    tmp_path, flags, precision
+):
     """``--method finetune`` on a tiny sample changes the encoder and ships it all."""
     from safetensors.torch import load_file
 
@@ -164,7 +169,7 @@ def test_finetune_trains_every_weight_and_writes_a_loadable_artifact(tmp_path):
     out_dir = tmp_path / "finetuned"
     args = ["--method", "finetune", "--limit", "64", "--epochs", "1"]
     args += ["--batch-size", "16", "--threads", "1", "--out", str(out_dir)]
-    args += ["--no-lexical"]
+    args += ["--no-lexical", *flags]
 
     out = subprocess.run(
         [sys.executable, "-m", "classifier.train", *args],
@@ -182,7 +187,10 @@ def test_finetune_trains_every_weight_and_writes_a_loadable_artifact(tmp_path):
     assert not tensors[name].float().allclose(base.state_dict()[name], atol=1e-4)
     trained = Engine(out_dir, threads=1)
     assert trained.version == summary["version"]
-    assert trained.config["training"]["method"].startswith("full fine-tune")
+    training = trained.config["training"]
+    assert training["method"].startswith("full fine-tune")
+    assert training["precision"] == precision
+    assert training["command"].endswith("--bf16 --no-lexical --limit 64") == bool(flags)
     assert trained.classify(["Roads flooded, need rescue"])[0]["category"] in LABELS
 
 
