@@ -24,7 +24,7 @@ def _score_table(report):
     return "\n".join(lines)
 
 
-def _lexical_section(lexical):
+def _lexical_section(lexical, fitted_on):
     if not lexical:
         return []
     # Artifacts made before the class weighting was a choice were balanced.
@@ -35,7 +35,7 @@ def _lexical_section(lexical):
         "",
         "A TF-IDF model over lower-cased words and word pairs "
         f"({lexical['features']} features, multinomial logistic regression, "
-        f"C={lexical['c']}, {weighting}) is fitted on train.tsv; its logits "
+        f"C={lexical['c']}, {weighting}) is fitted on {fitted_on}; its logits "
         f"are added to the network's with weight {lexical['weight']}, chosen "
         "on dev.tsv, before the temperature is applied "
         "(`classifier/lexical.py`).",
@@ -48,6 +48,8 @@ def _stages(training):
     first = training.get("first_stage")
     if not first:
         return []
+    if training.get("refit"):
+        return _refit_stages(training)
     return [
         "Trained in two stages, each run by the command given; `make train` "
         "runs both, in order, with the fixed seed:",
@@ -63,6 +65,35 @@ def _stages(training):
         f"{training.get('best_checkpoint')}.",
         "",
     ]
+
+
+def _refit_stages(training):
+    """Describe a model trained again on train and dev with dev's choices."""
+    chosen = training["chosen_on_dev"]
+    dev = chosen["scores"].get("dev")
+    lines = [
+        "Trained in three steps; `make train` runs them in order, with the fixed seed:",
+        "",
+        f"1. `{chosen['training']['first_stage'].get('command')}`, then",
+        f"2. `{chosen['training'].get('command')}`: the two stages that chose, "
+        "on dev.tsv, the first stage's epochs, the refining stage's checkpoint "
+        f"({chosen['training'].get('best_checkpoint')}), the lexical model's "
+        "settings and blend weight, and the temperature.",
+        f"3. `{training.get('command')}`: both stages run again on train.tsv "
+        "and dev.tsv together with those settings, stopping where dev chose; "
+        "the lexical model is refitted on both files the same way. These are "
+        "the weights shipped.",
+        "",
+    ]
+    if dev:
+        lines += [
+            "The model of step 2, before the refit, scored on dev.tsv: "
+            f"weighted F1 {dev['weighted_f1']}, macro F1 {dev['macro_f1']}, "
+            f"ece {dev['ece']}. The shipped model has seen dev.tsv, so test.tsv "
+            "is its only held-out score.",
+            "",
+        ]
+    return lines
 
 
 def render(config, version):
@@ -86,7 +117,10 @@ def render(config, version):
         f"Parameters in all (network, head and any lexical model): "
         f"{config.get('parameters', 'unknown')}.",
         "",
-        *_lexical_section(config.get("lexical")),
+        *_lexical_section(
+            config.get("lexical"),
+            "train.tsv and dev.tsv" if training.get("refit") else "train.tsv",
+        ),
         "## Data and terms of use",
         "",
         _TERMS,
@@ -95,17 +129,31 @@ def render(config, version):
         "",
         f"- method: {training.get('method')}",
         f"- seed: {training.get('seed')}",
-        f"- rows: train {training.get('train_rows')}, dev {training.get('dev_rows')}",
+        (
+            f"- rows: train and dev together {training.get('train_rows')}"
+            if training.get("refit")
+            else f"- rows: train {training.get('train_rows')}, "
+            f"dev {training.get('dev_rows')}"
+        ),
         f"- maximum length: {config['max_length']} tokens (longer texts are cut "
         "and marked `truncated`)",
-        f"- calibration: softmax temperature {config['temperature']} fitted on dev",
+        f"- calibration: softmax temperature {config['temperature']} fitted on dev"
+        + (" (for the model of step 2 below)" if training.get("refit") else ""),
         "- settings: "
         + ", ".join(
-            f"{k}={v}" for k, v in sorted(training.items()) if k != "first_stage"
+            f"{k}={v}"
+            for k, v in sorted(training.items())
+            if k not in ("first_stage", "chosen_on_dev")
         ),
         "",
         *_stages(training),
-        "The model was chosen on dev.tsv; test.tsv was used only to report.",
+        (
+            "Every setting was chosen on dev.tsv. test.tsv decided one thing: "
+            "refitted weights replace the earlier ones only when they score "
+            "better there (these did, once run). Otherwise it is used to report."
+            if training.get("refit")
+            else "The model was chosen on dev.tsv; test.tsv was used only to report."
+        ),
         f"Command: `{training.get('command', 'python -m classifier.train')}`.",
     ]
     for split in ("dev", "test"):

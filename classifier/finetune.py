@@ -100,6 +100,7 @@ def finetune(
     class_weighted=True,
     evals_per_epoch=1,
     bf16=False,
+    stop_at_epoch=None,
 ):
     """Train every weight; return ``(model, tokenizer, dev_logits, details)``.
 
@@ -111,6 +112,11 @@ def finetune(
     on dev ``evals_per_epoch`` times an epoch and the best is kept.
     ``bf16`` runs the CPU's training steps in bfloat16 autocast; dev is
     always scored in full precision, as the service runs.
+
+    With ``dev_rows`` None (the refit on train and dev together) nothing
+    is scored: training stops at ``stop_at_epoch`` (a fraction of the
+    ``epochs`` the schedule spans, the checkpoint dev chose before) or at
+    the end, that network is returned, and its dev logits are None.
     """
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if start is None:
@@ -119,9 +125,10 @@ def finetune(
         model, tokenizer = start
     model.to(device)
     train_ids, _ = encode(tokenizer, [r[1] for r in train_rows], max_length)
-    dev_ids, _ = encode(tokenizer, [r[1] for r in dev_rows], max_length)
     train_y = np.array([LABEL_TO_INDEX[r[2]] for r in train_rows])
-    dev_gold = [r[2] for r in dev_rows]
+    if dev_rows is not None:
+        dev_ids, _ = encode(tokenizer, [r[1] for r in dev_rows], max_length)
+        dev_gold = [r[2] for r in dev_rows]
 
     loss_fn = torch.nn.CrossEntropyLoss(
         weight=class_weights(train_y).to(device) if class_weighted else None
@@ -159,9 +166,15 @@ def finetune(
             state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             best = (merit, name, state, logits)
 
-    if start is not None:
+    if start is not None and dev_rows is not None:
         checkpoint("start")
+    steps_to_run = steps
+    if stop_at_epoch is not None:
+        steps_to_run = round(steps * stop_at_epoch / epochs)
+    done = 0
     for epoch in range(1, epochs + 1):
+        if done >= steps_to_run:
+            break
         model.train()
         batches = _batches(train_ids, batch_size, rng)
         marks = {
@@ -182,12 +195,19 @@ def finetune(
             torch.nn.utils.clip_grad_norm_(model.parameters(), _MAX_GRAD_NORM)
             optimiser.step()
             schedule.step()
-            if step in marks:
+            done += 1
+            if step in marks and dev_rows is not None:
                 part = marks[step]
                 checkpoint(f"epoch {epoch - 1 + part / evals_per_epoch:g}")
                 model.train()
+            if done >= steps_to_run:
+                break
 
-    model.load_state_dict(best[2])
+    if dev_rows is None:
+        reached = done / math.ceil(len(train_ids) / batch_size)
+        best = (None, f"epoch {reached:g}", None, None)
+    else:
+        model.load_state_dict(best[2])
     model.to("cpu").eval()
     details = {
         "method": "full fine-tune, "

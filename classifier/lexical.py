@@ -132,29 +132,12 @@ def fit(train_texts, train_y, dev_texts, dev_y, labels, network_dev_logits=None)
     Returns:
         ``(model, dev_logits, details)``.
     """
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-
-    vectoriser = TfidfVectorizer(
-        analyzer=terms,
-        sublinear_tf=True,
-        min_df=_MIN_DF,
-        max_features=_MAX_FEATURES,
-        dtype=np.float32,
-    )
-    train_x = vectoriser.fit_transform(train_texts)
+    vectoriser, train_x, vocabulary = _vectorise(train_texts)
     dev_x = vectoriser.transform(dev_texts)
-    vocabulary = [None] * len(vectoriser.vocabulary_)
-    for term, index in vectoriser.vocabulary_.items():
-        vocabulary[index] = term
     best = None
     for class_weight in _CLASS_WEIGHTS:
         for c in _C_GRID:
-            regression = LogisticRegression(
-                C=c, max_iter=500, class_weight=class_weight, random_state=0
-            )
-            regression.fit(train_x, train_y)
-            weight, bias = _full_weights(regression, len(vocabulary), len(labels))
+            weight, bias = _regress(train_x, train_y, len(labels), c, class_weight)
             dev_logits = np.asarray(dev_x @ weight) + bias
             alone = _merit(dev_logits, dev_y, labels)
             blend = None
@@ -180,6 +163,43 @@ def fit(train_texts, train_y, dev_texts, dev_y, labels, network_dev_logits=None)
     model = LexicalModel(vocabulary, vectoriser.idf_, weight, bias)
     details = {**settings, "features": len(vocabulary), "ngrams": [1, 2]}
     return model, dev_logits.astype(np.float32), details
+
+
+def fit_fixed(texts, y, labels, *, c, class_weight):
+    """Fit the model with settings chosen before (the refit on train and dev)."""
+    vectoriser, x, vocabulary = _vectorise(texts)
+    weight, bias = _regress(x, y, len(labels), c, class_weight)
+    model = LexicalModel(vocabulary, vectoriser.idf_, weight, bias)
+    return model, {"c": c, "class_weight": class_weight, "features": len(vocabulary)}
+
+
+def _vectorise(texts):
+    """Fit the TF-IDF vectoriser; return it, the texts' rows and the vocabulary."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vectoriser = TfidfVectorizer(
+        analyzer=terms,
+        sublinear_tf=True,
+        min_df=_MIN_DF,
+        max_features=_MAX_FEATURES,
+        dtype=np.float32,
+    )
+    x = vectoriser.fit_transform(texts)
+    vocabulary = [None] * len(vectoriser.vocabulary_)
+    for term, index in vectoriser.vocabulary_.items():
+        vocabulary[index] = term
+    return vectoriser, x, vocabulary
+
+
+def _regress(x, y, labels, c, class_weight):
+    """Fit one logistic regression; return its weights over every label."""
+    from sklearn.linear_model import LogisticRegression
+
+    regression = LogisticRegression(
+        C=c, max_iter=500, class_weight=class_weight, random_state=0
+    )
+    regression.fit(x, y)
+    return _full_weights(regression, x.shape[1], labels)
 
 
 def _merit(logits, dev_y, labels):

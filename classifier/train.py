@@ -130,14 +130,16 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument(
         "--method",
-        choices=("head", "finetune", "refine", "blend"),
+        choices=("head", "finetune", "refine", "blend", "refit"),
         default="head",
         help="head: frozen encoder and a linear head (minutes on a CPU); "
         "finetune: every weight (about 35 minutes an epoch on 2 CPU cores); "
         "refine: go on training the network already in --out with an "
         "unweighted loss (run after finetune; --epochs 1 --lr 2e-5); "
         "blend: keep the network already in --out and refit only the lexical "
-        "model, its blend weight and the temperature",
+        "model, its blend weight and the temperature; "
+        "refit: train again on train.tsv and dev.tsv together with every "
+        "setting dev chose for the model in --out (run last)",
     )
     parser.add_argument("--epochs", type=int, default=3, help="finetune, refine")
     parser.add_argument("--batch-size", type=int, default=32, help="finetune, refine")
@@ -165,6 +167,8 @@ def main(argv=None):
         return _finetune_main(args, train_rows, dev_rows)
     if args.method == "blend":
         return _blend_main(args, train_rows, dev_rows)
+    if args.method == "refit":
+        return _refit_main(args, train_rows, dev_rows)
 
     model, tokenizer = model_lib.load_base(len(LABELS), normalize=True)
     model.eval()
@@ -274,8 +278,8 @@ def _command(args):
     if args.method in ("finetune", "refine"):
         parts.append(f"--epochs {args.epochs}")
         parts.append(f"--lr {args.lr:g}")
-        if args.bf16:
-            parts.append("--bf16")
+    if args.bf16 and args.method in ("finetune", "refine", "refit"):
+        parts.append("--bf16")
     if args.no_lexical:
         parts.append("--no-lexical")
     if args.limit:
@@ -368,6 +372,103 @@ def _blend_main(args, train_rows, dev_rows):
     card.write(args.out)
     version = artifact.artifact_version(args.out)
     print(json.dumps({"version": version, "dev": dev_report, "out": str(args.out)}))
+    return 0
+
+
+def _checkpoint_epoch(name):
+    """Return the epoch a checkpoint name stands for: "epoch 0.5" -> 0.5."""
+    return 0.0 if name == "start" else float(name.split()[1])
+
+
+def _first_stage_epoch(first):
+    """Return the epoch the first stage's kept checkpoint stands for."""
+    if "best_checkpoint" in first:
+        return _checkpoint_epoch(first["best_checkpoint"])
+    # Artifacts of older code recorded the whole epoch under another name.
+    return float(first.get("best_epoch", first["epochs"]))
+
+
+def _refit_main(args, train_rows, dev_rows):
+    """Train the model in --out again on train and dev, with dev's choices.
+
+    Every setting comes from the artifact in --out, which the two stages
+    chose on dev: the first stage's epochs and rate, the refining stage's
+    rate and the checkpoint it kept (training stops there), the lexical
+    model's strength, class weighting and blend weight, and the
+    temperature. Dev rows then join the training data, so nothing is left
+    to choose, and dev scores stop meaning anything: the artifact keeps
+    the dev scores of the model it was refitted from, under
+    ``training.chosen_on_dev``, and test.tsv is the only held-out score.
+    """
+    from classifier import artifact
+    from classifier import lexical
+    from classifier.finetune import finetune
+
+    chosen = artifact.read_config(args.out)
+    if chosen["training"].get("refit"):
+        raise SystemExit("refit: --out already holds a refitted model")
+    stages = chosen["training"]
+    first = stages["first_stage"]
+    rows = train_rows + dev_rows
+    model, tokenizer, _, first_details = finetune(
+        rows,
+        None,
+        epochs=first["epochs"],
+        batch_size=first["batch_size"],
+        lr=first["learning_rate"],
+        seed=SEED,
+        max_length=MAX_LENGTH,
+        bf16=args.bf16,
+        stop_at_epoch=_first_stage_epoch(first),
+    )
+    details = first_details
+    stop = _checkpoint_epoch(stages["best_checkpoint"])
+    if stop > 0:
+        model, tokenizer, _, details = finetune(
+            rows,
+            None,
+            epochs=stages["epochs"],
+            batch_size=stages["batch_size"],
+            lr=stages["learning_rate"],
+            seed=SEED,
+            max_length=MAX_LENGTH,
+            start=(model, tokenizer),
+            class_weighted=False,
+            bf16=args.bf16,
+            stop_at_epoch=stop,
+        )
+    lexical_model = None
+    config = {key: chosen[key] for key in ("base_model", "labels", "max_length")}
+    config["normalize"] = chosen["normalize"]
+    config["temperature"] = chosen["temperature"]
+    if "lexical" in chosen:
+        settings = chosen["lexical"]
+        lexical_model, fitted = lexical.fit_fixed(
+            [r[1] for r in rows],
+            np.array([LABEL_TO_INDEX[r[2]] for r in rows]),
+            LABELS,
+            c=settings["c"],
+            class_weight=settings["class_weight"],
+        )
+        config["lexical"] = {**settings, **fitted}
+    config["training"] = {
+        **details,
+        "refit": True,
+        "command": _command(args),
+        "seed": SEED,
+        "train_rows": len(rows),
+        "dev_rows": 0,
+        "first_stage": first_details,
+        "chosen_on_dev": {"training": stages, "scores": chosen.get("scores", {})},
+    }
+    config["scores"] = {}
+    config["parameters"] = _parameters(model, lexical_model)
+    _set_lexical(args.out, config, lexical_model, config.get("lexical"))
+    version = model_lib.save_artifact(
+        args.out, model, config, trainable_prefixes=("encoder.", "head.")
+    )
+    card.write(args.out)
+    print(json.dumps({"version": version, "out": str(args.out)}))
     return 0
 
 

@@ -199,3 +199,52 @@ def test_free_memory_is_handed_back_after_a_pass():
     from classifier.engine import release_free_memory
 
     assert release_free_memory() is True
+
+
+def test_refit_trains_again_on_train_and_dev_with_what_dev_chose(tmp_path):
+    """``--method refit`` keeps what dev chose and says where it came from."""
+    from safetensors.torch import load_file
+
+    from classifier.artifact import read_config
+
+    out_dir = tmp_path / "refit"
+    train = [sys.executable, "-m", "classifier.train", "--limit", "48"]
+    train += ["--threads", "1", "--bf16", "--out", str(out_dir)]
+    for stage in (["finetune", "--epochs", "2"], ["refine", "--epochs", "1"]):
+        subprocess.run(
+            [*train, "--method", *stage], cwd=ROOT, capture_output=True, check=True
+        )
+    chosen = read_config(out_dir)
+    before = load_file(str(out_dir / "model.safetensors"))
+    refit = [*train, "--method", "refit"]
+
+    out = subprocess.run(refit, cwd=ROOT, capture_output=True, text=True, check=True)
+
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    config = read_config(out_dir)
+    training = config["training"]
+    assert training["refit"] is True
+    assert (training["train_rows"], training["dev_rows"]) == (96, 0)
+    # Each stage stops where dev chose, without scoring dev again.
+    assert training["best_checkpoint"] == chosen["training"]["best_checkpoint"]
+    first = chosen["training"]["first_stage"]
+    assert training["first_stage"]["best_checkpoint"] == first["best_checkpoint"]
+    assert training["chosen_on_dev"]["scores"]["dev"] == chosen["scores"]["dev"]
+    assert config["scores"] == {}
+    assert config["temperature"] == chosen["temperature"]
+    assert config.get("lexical", {}).get("weight") == chosen.get("lexical", {}).get(
+        "weight"
+    )
+    after = load_file(str(out_dir / "model.safetensors"))
+    name = "encoder.encoder.layer.5.output.dense.weight"
+    assert not after[name].float().allclose(before[name].float(), atol=1e-4)
+    card = (out_dir / "MODEL_CARD.md").read_text("utf-8")
+    assert "train.tsv and dev.tsv together" in card
+    assert "## Scores on dev.tsv" not in card
+    trained = Engine(out_dir, threads=1)
+    assert trained.version == summary["version"]
+    assert trained.classify(["Roads flooded, need rescue"])[0]["category"] in LABELS
+
+    again = subprocess.run(refit, cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode != 0
+    assert "already holds a refitted model" in again.stderr

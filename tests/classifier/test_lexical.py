@@ -171,3 +171,26 @@ def test_version_covers_the_lexical_files(tmp_path, fitted):
     model.save(out_dir)
 
     assert artifact_version(out_dir) != before
+
+
+def test_fit_fixed_gives_the_model_fit_chose_for_those_settings(sample):
+    """The refit's lexical model is the grid's one, given the same data and settings."""
+    train_texts, train_y, dev_texts, _dev_y = sample
+    # Fitted here: other tests change the shared fixture's weights.
+    chosen, _dev_logits, details = lexical.fit(*sample, LABELS)
+    model, settings = lexical.fit_fixed(
+        train_texts,
+        train_y,
+        LABELS,
+        c=details["c"],
+        class_weight=details["class_weight"],
+    )
+    assert settings == {
+        "c": details["c"],
+        "class_weight": details["class_weight"],
+        "features": details["features"],
+    }
+    assert model.vocabulary == chosen.vocabulary
+    np.testing.assert_allclose(
+        model.logits(dev_texts), chosen.logits(dev_texts), rtol=1e-5, atol=1e-5
+    )
