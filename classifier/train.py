@@ -355,6 +355,9 @@ def _blend_main(args, train_rows, dev_rows):
     from classifier import artifact
     from classifier.engine import Engine
 
+    if artifact.read_config(args.out)["training"].get("refit"):
+        # Its network has seen dev, so dev can no longer choose a blend.
+        raise SystemExit("blend: --out holds a model refitted on dev; run make train")
     engine = Engine(args.out, threads=args.threads)
     engine.lexical = None
     network_dev, _ = engine.logits([r[1] for r in dev_rows])
@@ -388,6 +391,29 @@ def _first_stage_epoch(first):
     return float(first.get("best_epoch", first["epochs"]))
 
 
+def _train_again(rows, stage, stop, bf16, start=None):
+    """Run one recorded stage again on ``rows``, up to epoch ``stop``.
+
+    The first stage (no ``start``) is class-weighted, the refining one not,
+    as in the stages that chose the settings.
+    """
+    from classifier.finetune import finetune
+
+    return finetune(
+        rows,
+        None,
+        epochs=stage["epochs"],
+        batch_size=stage["batch_size"],
+        lr=stage["learning_rate"],
+        seed=SEED,
+        max_length=MAX_LENGTH,
+        start=start,
+        class_weighted=start is None,
+        bf16=bf16,
+        stop_at_epoch=stop,
+    )
+
+
 def _refit_main(args, train_rows, dev_rows):
     """Train the model in --out again on train and dev, with dev's choices.
 
@@ -402,7 +428,6 @@ def _refit_main(args, train_rows, dev_rows):
     """
     from classifier import artifact
     from classifier import lexical
-    from classifier.finetune import finetune
 
     chosen = artifact.read_config(args.out)
     if chosen["training"].get("refit"):
@@ -410,32 +435,14 @@ def _refit_main(args, train_rows, dev_rows):
     stages = chosen["training"]
     first = stages["first_stage"]
     rows = train_rows + dev_rows
-    model, tokenizer, _, first_details = finetune(
-        rows,
-        None,
-        epochs=first["epochs"],
-        batch_size=first["batch_size"],
-        lr=first["learning_rate"],
-        seed=SEED,
-        max_length=MAX_LENGTH,
-        bf16=args.bf16,
-        stop_at_epoch=_first_stage_epoch(first),
+    model, tokenizer, _, first_details = _train_again(
+        rows, first, _first_stage_epoch(first), args.bf16
     )
     details = first_details
     stop = _checkpoint_epoch(stages["best_checkpoint"])
     if stop > 0:
-        model, tokenizer, _, details = finetune(
-            rows,
-            None,
-            epochs=stages["epochs"],
-            batch_size=stages["batch_size"],
-            lr=stages["learning_rate"],
-            seed=SEED,
-            max_length=MAX_LENGTH,
-            start=(model, tokenizer),
-            class_weighted=False,
-            bf16=args.bf16,
-            stop_at_epoch=stop,
+        model, tokenizer, _, details = _train_again(
+            rows, stages, stop, args.bf16, start=(model, tokenizer)
         )
     lexical_model = None
     config = {key: chosen[key] for key in ("base_model", "labels", "max_length")}

@@ -248,3 +248,8 @@ def test_refit_trains_again_on_train_and_dev_with_what_dev_chose(tmp_path):
     again = subprocess.run(refit, cwd=ROOT, capture_output=True, text=True)
     assert again.returncode != 0
     assert "already holds a refitted model" in again.stderr
+    # Dev can no longer choose a blend for a network that has seen it.
+    blend = [*train, "--method", "blend"]
+    refused = subprocess.run(blend, cwd=ROOT, capture_output=True, text=True)
+    assert refused.returncode != 0
+    assert "refitted on dev" in refused.stderr

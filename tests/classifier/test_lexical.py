@@ -121,17 +121,22 @@ def test_fit_over_a_network_chooses_its_settings_by_the_blend(sample):
 def test_blend_command_adds_the_lexical_model_to_an_artifact(tmp_path):
     """``--method blend`` keeps the network and serves network + w x lexical."""
     out_dir = tmp_path / "artifact"
-    shutil.copytree(DEFAULT_ARTIFACT_DIR, out_dir)
-    for name in ("lexical.safetensors", "lexical.json"):
-        (out_dir / name).unlink(missing_ok=True)
-    config = json.loads((out_dir / "config.json").read_text("utf-8"))
-    config.pop("lexical", None)
-    (out_dir / "config.json").write_text(json.dumps(config), "utf-8")
+    # A network of its own, with no lexical model: the shipped one was
+    # refitted on dev, so dev cannot choose its blend (blend refuses it).
+    train = [sys.executable, "-m", "classifier.train", "--threads", "1"]
+    train += ["--out", str(out_dir)]
+    subprocess.run(
+        [*train, "--method", "finetune", "--epochs", "1", "--limit", "64"]
+        + ["--no-lexical"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    )
+    assert "lexical" not in json.loads((out_dir / "config.json").read_text("utf-8"))
     network_bytes = (out_dir / "model.safetensors").read_bytes()
 
     out = subprocess.run(
-        [sys.executable, "-m", "classifier.train", "--method", "blend"]
-        + ["--limit", "3000", "--threads", "1", "--out", str(out_dir)],
+        [*train, "--method", "blend", "--limit", "3000"],
         cwd=ROOT,
         capture_output=True,
         text=True,
