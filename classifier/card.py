@@ -100,6 +100,7 @@ def render(config, version):
     """Return the card's Markdown for an artifact's config."""
     training = config.get("training", {})
     scores = config.get("scores", {})
+    refit = training.get("refit", False)
     parts = [
         f"# Model card: {version}",
         "",
@@ -119,7 +120,7 @@ def render(config, version):
         "",
         *_lexical_section(
             config.get("lexical"),
-            "train.tsv and dev.tsv" if training.get("refit") else "train.tsv",
+            "train.tsv and dev.tsv" if refit else "train.tsv",
         ),
         "## Data and terms of use",
         "",
@@ -131,14 +132,14 @@ def render(config, version):
         f"- seed: {training.get('seed')}",
         (
             f"- rows: train and dev together {training.get('train_rows')}"
-            if training.get("refit")
+            if refit
             else f"- rows: train {training.get('train_rows')}, "
             f"dev {training.get('dev_rows')}"
         ),
         f"- maximum length: {config['max_length']} tokens (longer texts are cut "
         "and marked `truncated`)",
         f"- calibration: softmax temperature {config['temperature']} fitted on dev"
-        + (" (for the model of step 2 below)" if training.get("refit") else ""),
+        + (" (for the model of step 2 below)" if refit else ""),
         "- settings: "
         + ", ".join(
             f"{k}={v}"
@@ -151,7 +152,7 @@ def render(config, version):
             "Every setting was chosen on dev.tsv. test.tsv decided one thing: "
             "refitted weights replace the earlier ones only when they score "
             "better there (these did, once run). Otherwise it is used to report."
-            if training.get("refit")
+            if refit
             else "The model was chosen on dev.tsv; test.tsv was used only to report."
         ),
         f"Command: `{training.get('command', 'python -m classifier.train')}`.",

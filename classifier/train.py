@@ -147,7 +147,7 @@ def main(argv=None):
     parser.add_argument(
         "--bf16",
         action="store_true",
-        help="finetune, refine: run the CPU's training steps in bfloat16 "
+        help="finetune, refine, refit: run the CPU's training steps in bfloat16 "
         "autocast (about 1.75 times faster where the CPU has AVX-512 BF16)",
     )
     parser.add_argument(
@@ -430,9 +430,9 @@ def _refit_main(args, train_rows, dev_rows):
     from classifier import lexical
 
     chosen = artifact.read_config(args.out)
-    if chosen["training"].get("refit"):
-        raise SystemExit("refit: --out already holds a refitted model")
     stages = chosen["training"]
+    if stages.get("refit"):
+        raise SystemExit("refit: --out already holds a refitted model")
     first = stages["first_stage"]
     rows = train_rows + dev_rows
     model, tokenizer, _, first_details = _train_again(
@@ -444,10 +444,9 @@ def _refit_main(args, train_rows, dev_rows):
         model, tokenizer, _, details = _train_again(
             rows, stages, stop, args.bf16, start=(model, tokenizer)
         )
+    kept = ("base_model", "labels", "max_length", "normalize", "temperature")
+    config = {key: chosen[key] for key in kept}
     lexical_model = None
-    config = {key: chosen[key] for key in ("base_model", "labels", "max_length")}
-    config["normalize"] = chosen["normalize"]
-    config["temperature"] = chosen["temperature"]
     if "lexical" in chosen:
         settings = chosen["lexical"]
         lexical_model, fitted = lexical.fit_fixed(
